@@ -1,0 +1,1 @@
+"""Sub-commands of the ``sanbos`` CLI, one module per command group."""

@@ -27,3 +27,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+
+# Real Debian kernel + busybox for boot images and QEMU tests (cached).
+scripts/fetch-parts.sh

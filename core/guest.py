@@ -1,0 +1,462 @@
+"""A small Linux guest with real LVM2 and device-mapper, booted under QEMU.
+
+This host has no device-mapper, so the proof that real LVM2 activates what
+sanbos wrote (raid1 LVs included) is given by a QEMU guest: the Debian
+kernel and its modules, busybox, the host's own ``lvm`` and ``e2fsck`` with
+the libraries ``ldd`` names, an ``lvm.conf`` without udev, and an ``/init``
+that loads the modules in dependency order, waits for the disks, runs a
+given shell script and powers off.
+
+The initramfs is two concatenated newc archives (the kernel unpacks each in
+turn): a *base* archive, built once per kernel and cached, and a small
+archive holding the script.  The script's standard output goes to the
+guest's second serial port (``/dev/ttyS1``), which QEMU writes to its own
+file, so the report is never mixed with kernel messages; its standard error
+goes to the console (``ttyS0``).
+
+Public:
+
+- ``kernel_parts(cache=None) -> KernelParts``: the Debian kernel package,
+  downloaded with ``apt-get download`` and unpacked with ``dpkg-deb -x``
+  into the cache directory (``$SANBOS_CACHE``, default ``cache/`` in the
+  source tree).
+- ``build_lvm_guest_initrd(kernel_parts, out, script) -> Path``.
+- ``run_lvm_guest(disks, script, timeout) -> GuestRun``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from .errors import NotFoundError, SanbosError, ToolError
+from .tools import run, which
+
+#: kernel modules the LVM guest loads (their dependencies come from modprobe)
+LVM_GUEST_MODULES = (
+    "virtio_pci", "virtio_blk", "crc32c_generic", "dm_mod", "dm_raid", "raid1",
+    "dm_mirror", "dm_snapshot", "dm_zero", "ext4",
+)
+
+#: host binaries copied into the guest with their libraries
+LVM_GUEST_BINARIES = ("/usr/sbin/lvm", "/usr/sbin/e2fsck", "/usr/sbin/dmsetup")
+
+#: what the script's report is framed with on the report serial port
+BEGIN_MARK = "@@SANBOS-GUEST-BEGIN@@"
+RC_MARK = "@@SANBOS-GUEST-RC="
+
+LVM_CONF = """\
+# sanbos maintenance guest: no udev daemon, no devices file, no lvmetad.
+devices {
+    use_devicesfile = 0
+    obtain_device_list_from_udev = 0
+    external_device_info_source = "none"
+    scan_lvs = 0
+}
+global {
+    use_lvmlockd = 0
+    locking_dir = "/run/lock/lvm"
+}
+activation {
+    udev_sync = 0
+    udev_rules = 0
+    monitoring = 0
+    verify_udev_operations = 0
+}
+backup {
+    backup = 0
+    archive = 0
+}
+"""
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /run/lock/lvm /tmp /mnt /usr/bin /usr/sbin /sbin
+/bin/busybox --install -s
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin LVM_SUPPRESS_FD_WARNINGS=1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/mapper
+want=$(sed -n 's/.*sanbos\.disks=\([0-9]*\).*/\1/p' /proc/cmdline)
+while read -r m; do
+    insmod "$m" >/dev/null 2>&1 || echo "sanbos-guest: module $m did not load" >&2
+done < /etc/sanbos/modules
+n=0
+while [ "$(ls -d /sys/block/vd* 2>/dev/null | wc -l)" -lt "${want:-0}" ] && [ $n -lt 100 ]; do
+    sleep 0.1; n=$((n + 1))
+done
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
+exec 3>/dev/ttyS1
+echo "@@SANBOS-GUEST-BEGIN@@" >&3
+sh /etc/sanbos/script.sh >&3 2>/dev/console
+rc=$?
+echo "@@SANBOS-GUEST-RC=$rc@@" >&3
+exec 3>&-
+sync
+poweroff -f
+"""
+
+
+class GuestError(SanbosError):
+    """The maintenance guest could not be built or did not finish."""
+
+
+# --------------------------------------------------------------------------
+# cache and kernel parts
+
+
+def cache_dir(cache: str | os.PathLike[str] | None = None) -> Path:
+    """The download/unpack cache: ``cache``, ``$SANBOS_CACHE`` or ``cache/``."""
+    if cache is None:
+        cache = os.environ.get("SANBOS_CACHE") or Path(__file__).resolve().parent.parent / "cache"
+    d = Path(cache)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@contextmanager
+def _cache_lock(d: Path, name: str) -> Iterator[None]:
+    """An exclusive flock so that concurrent test runs build a cache item once."""
+    with open(d / f".{name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class KernelParts:
+    """An unpacked Debian kernel package."""
+
+    root: Path          # the unpacked tree (boot/, lib/modules/VERSION/)
+    version: str        # e.g. 6.1.0-56-amd64
+
+    @property
+    def vmlinuz(self) -> Path:
+        return self.root / "boot" / f"vmlinuz-{self.version}"
+
+    @property
+    def moddir(self) -> Path:
+        return self.root / "lib" / "modules" / self.version
+
+
+def _kernel_package() -> str:
+    """The versioned kernel package that ``linux-image-amd64`` depends on."""
+    res = run(["apt-cache", "depends", "linux-image-amd64"], what="apt-cache depends linux-image-amd64")
+    m = re.search(r"Depends:\s*(linux-image-\d\S*-amd64)\b", res.stdout.decode())
+    if not m:
+        raise NotFoundError("apt-cache does not name a kernel package for linux-image-amd64; "
+                            "run apt-get update")
+    return m.group(1)
+
+
+def kernel_parts(cache: str | os.PathLike[str] | None = None, package: str | None = None) -> KernelParts:
+    """Download (``apt-get download``) and unpack (``dpkg-deb -x``) the kernel, once.
+
+    ``depmod -b`` is run on the unpacked tree so ``modprobe -d`` can list
+    dependencies.
+    """
+    d = cache_dir(cache)
+    pkg = package or _kernel_package()
+    version = pkg[len("linux-image-"):]
+    root = d / f"kernel-{version}"
+    with _cache_lock(d, f"kernel-{version}"):
+        if (root / "lib" / "modules" / version / "modules.dep").exists():
+            return KernelParts(root, version)
+        debs = d / "debs"
+        debs.mkdir(exist_ok=True)
+        found = sorted(debs.glob(f"{pkg}_*.deb"))
+        if not found:
+            run(["apt-get", "download", pkg], cwd=str(debs), what=f"apt-get download {pkg}", timeout=900)
+            found = sorted(debs.glob(f"{pkg}_*.deb"))
+            if not found:
+                raise NotFoundError(f"apt-get download {pkg} left no package in {debs}")
+        tmp = Path(tempfile.mkdtemp(prefix=f".kernel-{version}.", dir=d))
+        try:
+            run(["dpkg-deb", "-x", str(found[-1]), str(tmp)], what=f"dpkg-deb -x {found[-1].name}")
+            if not (tmp / "boot" / f"vmlinuz-{version}").exists():
+                raise NotFoundError(f"{found[-1].name} holds no boot/vmlinuz-{version}")
+            run(["depmod", "-b", str(tmp), version], what=f"depmod for {version}")
+            if root.exists():
+                shutil.rmtree(root)
+            tmp.rename(root)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return KernelParts(root, version)
+
+
+def module_files(kparts: KernelParts, names: Sequence[str]) -> list[Path]:
+    """The ``.ko`` files for ``names`` and their dependencies, in load order."""
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for name in names:
+        res = run(["modprobe", "-d", str(kparts.root), "-S", kparts.version, "--show-depends", name],
+                  what=f"modprobe --show-depends {name}")
+        for line in res.stdout.decode().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "insmod":
+                p = Path(parts[1])
+                if p not in seen:
+                    seen.add(p)
+                    out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------
+# initramfs
+
+
+def binary_closure(binaries: Sequence[str]) -> list[Path]:
+    """The binaries plus every shared library ``ldd`` lists (the loader too)."""
+    files: list[Path] = []
+    seen: set[str] = set()
+    for b in binaries:
+        path = which(b) if not os.path.isabs(b) else b
+        if not os.path.exists(path):
+            raise NotFoundError(f"{path} is not installed; run scripts/setup.sh")
+        for p in [path, *_ldd(path)]:
+            if p not in seen:
+                seen.add(p)
+                files.append(Path(p))
+    return files
+
+
+def _ldd(path: str) -> list[str]:
+    res = run(["ldd", path], what=f"ldd {path}")
+    libs = []
+    for line in res.stdout.decode().splitlines():
+        m = re.search(r"(/\S+)\s+\(0x", line)
+        if m:
+            libs.append(m.group(1))
+    return libs
+
+
+def _pack_newc(src: Path, out_fh, compress: bool) -> None:
+    """``find . | busybox cpio -o -H newc`` (optionally gzip -9n) of ``src``."""
+    names = subprocess.run(["find", ".", "-mindepth", "1"], cwd=src, capture_output=True, check=True).stdout
+    names = b"\n".join(sorted(names.split(b"\n"))).strip() + b"\n"
+    res = run(["busybox", "cpio", "-o", "-H", "newc"], input=names, cwd=str(src), what="busybox cpio")
+    data = res.stdout
+    if compress:
+        data = run(["gzip", "-9n"], input=data, what="gzip").stdout
+    out_fh.write(data)
+
+
+def _base_key(kparts: KernelParts, modules: Sequence[str], binaries: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    h.update(kparts.version.encode())
+    h.update(INIT.encode() + LVM_CONF.encode())
+    h.update("\0".join(modules).encode())
+    for b in [*binaries, which("busybox")]:
+        st = os.stat(b)
+        h.update(f"{b}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def build_base_initrd(kparts: KernelParts, *, cache: str | os.PathLike[str] | None = None,
+                      modules: Sequence[str] = LVM_GUEST_MODULES,
+                      binaries: Sequence[str] = LVM_GUEST_BINARIES) -> Path:
+    """The cached base archive: busybox, modules, lvm/e2fsck with libraries, init."""
+    d = cache_dir(cache) / "guest"
+    d.mkdir(exist_ok=True)
+    key = _base_key(kparts, modules, binaries)
+    out = d / f"lvm-guest-{kparts.version}-{key}.cpio.gz"
+    with _cache_lock(d, "base"):
+        if out.exists():
+            return out
+        with tempfile.TemporaryDirectory(prefix="guest-root.", dir=d) as tmp:
+            root = Path(tmp)
+            for sub in ("bin", "sbin", "etc/sanbos", "etc/lvm", "proc", "sys", "dev", "run", "tmp", "mnt",
+                        "lib64", "lib/x86_64-linux-gnu", "usr/bin", "usr/sbin"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(which("busybox"), root / "bin" / "busybox")
+            for f in binary_closure(binaries):
+                rel = f.relative_to("/")
+                if str(rel).startswith("usr/lib/"):
+                    rel = Path("lib") / rel.relative_to("usr/lib")
+                if str(rel).startswith("usr/sbin/"):
+                    rel = Path("sbin") / rel.name
+                dest = root / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(os.path.realpath(f), dest)
+            for tool in ("vgchange", "vgimport", "vgscan", "vgs", "lvs", "pvs", "vgmknodes", "lvchange"):
+                os.symlink("lvm", root / "sbin" / tool)
+            order = []
+            for ko in module_files(kparts, modules):
+                rel = ko.relative_to(kparts.root)
+                dest = root / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ko, dest)
+                order.append("/" + str(rel))
+            (root / "etc/sanbos/modules").write_text("\n".join(order) + "\n")
+            (root / "etc/lvm/lvm.conf").write_text(LVM_CONF)
+            init = root / "init"
+            init.write_text(INIT)
+            init.chmod(0o755)
+            partial = out.with_suffix(".part")
+            with open(partial, "wb") as fh:
+                _pack_newc(root, fh, compress=True)
+            partial.rename(out)
+    return out
+
+
+def build_lvm_guest_initrd(kernel_parts: KernelParts, out: str | os.PathLike[str], script: str, *,
+                           cache: str | os.PathLike[str] | None = None) -> Path:
+    """Write an initramfs to ``out`` whose /init runs ``script`` and powers off."""
+    base = build_base_initrd(kernel_parts, cache=cache)
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="guest-script.") as tmp:
+        root = Path(tmp)
+        (root / "etc/sanbos").mkdir(parents=True)
+        s = root / "etc/sanbos/script.sh"
+        s.write_text(script if script.endswith("\n") else script + "\n")
+        s.chmod(0o755)
+        with open(out, "wb") as fh:
+            with open(base, "rb") as b:
+                shutil.copyfileobj(b, fh)
+            _pack_newc(root, fh, compress=True)
+    return out
+
+
+# --------------------------------------------------------------------------
+# running
+
+
+@dataclass(frozen=True)
+class GuestDisk:
+    """A disk given to the guest: ``snapshot`` keeps the image unchanged."""
+
+    path: Path
+    serial: str = ""
+    snapshot: bool = True
+
+
+@dataclass
+class GuestRun:
+    """What a guest run produced."""
+
+    report: str            # the script's standard output (report serial port)
+    console: str           # kernel messages and the script's standard error
+    rc: int | None         # the script's exit status (None: it never finished)
+    seconds: float         # QEMU start to QEMU exit
+    initrd_size: int = 0
+    argv: list[str] = field(default_factory=list)
+
+    def section(self, name: str) -> str:
+        """Text between ``==NAME==`` and the next ``==...==`` line of the report."""
+        out: list[str] = []
+        inside = False
+        for line in self.report.splitlines():
+            if re.fullmatch(r"==[A-Za-z0-9_.:/-]+==", line.strip()):
+                if inside:
+                    break
+                inside = line.strip() == f"=={name}=="
+                continue
+            if inside:
+                out.append(line)
+        return "\n".join(out)
+
+
+def _qemu_argv(kparts: KernelParts, initrd: Path, disks: Sequence[GuestDisk], console: Path,
+               report: Path, memory: int, kvm: bool, append: str) -> list[str]:
+    argv = [which("qemu-system-x86_64"), "-nodefaults", "-accel", "kvm" if kvm else "tcg",
+            "-m", str(memory), "-smp", "1", "-display", "none", "-monitor", "none",
+            "-net", "none", "-no-reboot",
+            "-serial", f"file:{console}", "-serial", f"file:{report}",
+            "-kernel", str(kparts.vmlinuz), "-initrd", str(initrd),
+            "-append", f"console=ttyS0 quiet loglevel=3 panic=-1 sanbos.disks={len(disks)} {append}".strip()]
+    for i, d in enumerate(disks):
+        drive = f"file={d.path},format=raw,if=none,id=d{i},cache=unsafe"
+        if d.snapshot:
+            drive += ",snapshot=on"
+        argv += ["-drive", drive]
+        dev = f"virtio-blk-pci,drive=d{i}"
+        if d.serial:
+            dev += f",serial={d.serial[:20]}"
+        argv += ["-device", dev]
+    return argv
+
+
+def run_lvm_guest(disks: Sequence[GuestDisk | str | os.PathLike[str]], script: str, timeout: float = 180, *,
+                  kernel: KernelParts | None = None, memory: int = 512, kvm: bool = False,
+                  workdir: str | os.PathLike[str] | None = None, append: str = "",
+                  cache: str | os.PathLike[str] | None = None) -> GuestRun:
+    """Boot the LVM guest with ``disks`` (virtio, in order vda, vdb...) and run ``script``.
+
+    Disks are attached with ``snapshot=on`` unless a ``GuestDisk`` says
+    otherwise, so the guest's writes (LVM metadata, raid superblocks) never
+    reach the images.  The QEMU process is ended by its own PID if it is still
+    running at ``timeout`` or when anything goes wrong.
+    """
+    gdisks = [d if isinstance(d, GuestDisk) else GuestDisk(Path(d)) for d in disks]
+    for d in gdisks:
+        if not Path(d.path).exists():
+            raise NotFoundError(f"{d.path}: no such disk image for the guest")
+    kparts = kernel or kernel_parts(cache)
+    own_tmp = None
+    if workdir is None:
+        own_tmp = tempfile.TemporaryDirectory(prefix="sanbos-guest.")
+        workdir = own_tmp.name
+    wd = Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    try:
+        initrd = build_lvm_guest_initrd(kparts, wd / "initrd.img", script, cache=cache)
+        console, report = wd / "console.log", wd / "report.log"
+        for f in (console, report):
+            f.write_bytes(b"")
+        argv = _qemu_argv(kparts, initrd, gdisks, console, report, memory, kvm, append)
+        t0 = time.monotonic()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            try:
+                _, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()          # this exact process, nothing else
+                proc.communicate()
+                text = report.read_text(errors="replace")
+                raise GuestError(f"maintenance guest did not finish within {timeout:.0f} s; "
+                                 f"console ends: {_tail(console)}; report ends: {text[-300:]!r}") from None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        seconds = time.monotonic() - t0
+        raw = report.read_text(errors="replace").replace("\r", "")
+        con = console.read_text(errors="replace").replace("\r", "")
+        if proc.returncode != 0 and BEGIN_MARK not in raw:
+            raise ToolError(f"qemu-system-x86_64 failed (exit {proc.returncode}): "
+                            f"{err.decode(errors='replace').strip()[-400:]}")
+        if BEGIN_MARK not in raw:
+            raise GuestError(f"maintenance guest never reached its script; console ends: {_tail(console)}")
+        body = raw.split(BEGIN_MARK, 1)[1].lstrip("\n")
+        rc = None
+        m = re.search(re.escape(RC_MARK) + r"(\d+)@@", body)
+        if m:
+            rc = int(m.group(1))
+            body = body[:m.start()]
+        return GuestRun(report=body, console=con, rc=rc, seconds=seconds,
+                        initrd_size=initrd.stat().st_size, argv=argv)
+    finally:
+        if own_tmp is not None:
+            own_tmp.cleanup()
+
+
+def _tail(path: Path, n: int = 400) -> str:
+    try:
+        text = path.read_text(errors="replace").replace("\r", "").strip()
+    except OSError:
+        return "(no console log)"
+    return repr(text[-n:]) if text else "(nothing on the console)"

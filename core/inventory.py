@@ -37,6 +37,8 @@ class DiskInfo:
     read_only: bool = False
     in_use: str | None = None        # why the disk is busy (mounted, holders), None if free
     backing_file: str | None = None  # loop devices
+    backing_offset: int | None = None  # loop devices: byte offset into the backing file
+    paths: list[str] = field(default_factory=list)       # multipath: the path devices (sda, sdb...)
     partitions: list[PartInfo] = field(default_factory=list)
     pv_uuid: str | None = None       # dashed PV UUID when the disk (or its LVM partition) is a PV
     vg_name: str | None = None

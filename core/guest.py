@@ -16,10 +16,9 @@ goes to the console (``ttyS0``).
 
 Public:
 
-- ``kernel_parts(cache=None) -> KernelParts``: the Debian kernel package,
-  downloaded with ``apt-get download`` and unpacked with ``dpkg-deb -x``
-  into the cache directory (``$SANBOS_CACHE``, default ``cache/`` in the
-  source tree).
+- ``kernel_parts(cache=None) -> KernelParts``: the Debian kernel from
+  ``core.debparts`` (``apt-get download`` + ``dpkg-deb -x`` into the cache),
+  with ``depmod -b`` run on it.
 - ``build_lvm_guest_initrd(kernel_parts, out, script) -> Path``.
 - ``run_lvm_guest(disks, script, timeout) -> GuestRun``.
 """
@@ -39,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from . import debparts
+from .debparts import KernelParts
 from .errors import NotFoundError, SanbosError, ToolError
 from .tools import run, which
 
@@ -117,11 +118,7 @@ class GuestError(SanbosError):
 
 def cache_dir(cache: str | os.PathLike[str] | None = None) -> Path:
     """The download/unpack cache: ``cache``, ``$SANBOS_CACHE`` or ``cache/``."""
-    if cache is None:
-        cache = os.environ.get("SANBOS_CACHE") or Path(__file__).resolve().parent.parent / "cache"
-    d = Path(cache)
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    return debparts.cache_dir(cache)
 
 
 @contextmanager
@@ -135,66 +132,24 @@ def _cache_lock(d: Path, name: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-@dataclass(frozen=True)
-class KernelParts:
-    """An unpacked Debian kernel package."""
-
-    root: Path          # the unpacked tree (boot/, lib/modules/VERSION/)
-    version: str        # e.g. 6.1.0-56-amd64
-
-    @property
-    def vmlinuz(self) -> Path:
-        return self.root / "boot" / f"vmlinuz-{self.version}"
-
-    @property
-    def moddir(self) -> Path:
-        return self.root / "lib" / "modules" / self.version
-
-
-def _kernel_package() -> str:
-    """The versioned kernel package that ``linux-image-amd64`` depends on."""
-    res = run(["apt-cache", "depends", "linux-image-amd64"], what="apt-cache depends linux-image-amd64")
-    m = re.search(r"Depends:\s*(linux-image-\d\S*-amd64)\b", res.stdout.decode())
-    if not m:
-        raise NotFoundError("apt-cache does not name a kernel package for linux-image-amd64; "
-                            "run apt-get update")
-    return m.group(1)
+def _modroot(kparts: KernelParts) -> Path:
+    """The tree that holds ``lib/modules/VERSION`` (what depmod/modprobe call the base)."""
+    return kparts.modules_dir.parent.parent.parent
 
 
 def kernel_parts(cache: str | os.PathLike[str] | None = None, package: str | None = None) -> KernelParts:
-    """Download (``apt-get download``) and unpack (``dpkg-deb -x``) the kernel, once.
+    """The Debian kernel from ``core.debparts`` (apt-get download + dpkg-deb -x, cached).
 
-    ``depmod -b`` is run on the unpacked tree so ``modprobe -d`` can list
-    dependencies.
+    ``depmod -b`` is run once on the unpacked tree so ``modprobe -d`` can
+    list dependencies.
     """
-    d = cache_dir(cache)
-    pkg = package or _kernel_package()
-    version = pkg[len("linux-image-"):]
-    root = d / f"kernel-{version}"
-    with _cache_lock(d, f"kernel-{version}"):
-        if (root / "lib" / "modules" / version / "modules.dep").exists():
-            return KernelParts(root, version)
-        debs = d / "debs"
-        debs.mkdir(exist_ok=True)
-        found = sorted(debs.glob(f"{pkg}_*.deb"))
-        if not found:
-            run(["apt-get", "download", pkg], cwd=str(debs), what=f"apt-get download {pkg}", timeout=900)
-            found = sorted(debs.glob(f"{pkg}_*.deb"))
-            if not found:
-                raise NotFoundError(f"apt-get download {pkg} left no package in {debs}")
-        tmp = Path(tempfile.mkdtemp(prefix=f".kernel-{version}.", dir=d))
-        try:
-            run(["dpkg-deb", "-x", str(found[-1]), str(tmp)], what=f"dpkg-deb -x {found[-1].name}")
-            if not (tmp / "boot" / f"vmlinuz-{version}").exists():
-                raise NotFoundError(f"{found[-1].name} holds no boot/vmlinuz-{version}")
-            run(["depmod", "-b", str(tmp), version], what=f"depmod for {version}")
-            if root.exists():
-                shutil.rmtree(root)
-            tmp.rename(root)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return KernelParts(root, version)
+    kparts = debparts.kernel(cache, package)
+    if not (kparts.modules_dir / "modules.dep").exists():
+        d = cache_dir(cache)
+        with _cache_lock(d, f"depmod-{kparts.version}"):
+            if not (kparts.modules_dir / "modules.dep").exists():
+                run(["depmod", "-b", str(_modroot(kparts)), kparts.version], what=f"depmod for {kparts.version}")
+    return kparts
 
 
 def module_files(kparts: KernelParts, names: Sequence[str]) -> list[Path]:
@@ -202,7 +157,7 @@ def module_files(kparts: KernelParts, names: Sequence[str]) -> list[Path]:
     out: list[Path] = []
     seen: set[Path] = set()
     for name in names:
-        res = run(["modprobe", "-d", str(kparts.root), "-S", kparts.version, "--show-depends", name],
+        res = run(["modprobe", "-d", str(_modroot(kparts)), "-S", kparts.version, "--show-depends", name],
                   what=f"modprobe --show-depends {name}")
         for line in res.stdout.decode().splitlines():
             parts = line.split()
@@ -259,7 +214,7 @@ def _base_key(kparts: KernelParts, modules: Sequence[str], binaries: Sequence[st
     h.update(kparts.version.encode())
     h.update(INIT.encode() + LVM_CONF.encode())
     h.update("\0".join(modules).encode())
-    for b in [*binaries, which("busybox")]:
+    for b in [*binaries, str(debparts.busybox())]:
         st = os.stat(b)
         h.update(f"{b}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
@@ -281,7 +236,7 @@ def build_base_initrd(kparts: KernelParts, *, cache: str | os.PathLike[str] | No
             for sub in ("bin", "sbin", "etc/sanbos", "etc/lvm", "proc", "sys", "dev", "run", "tmp", "mnt",
                         "lib64", "lib/x86_64-linux-gnu", "usr/bin", "usr/sbin"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(which("busybox"), root / "bin" / "busybox")
+            shutil.copy2(debparts.busybox(cache), root / "bin" / "busybox")
             for f in binary_closure(binaries):
                 rel = f.relative_to("/")
                 if str(rel).startswith("usr/lib/"):
@@ -295,7 +250,7 @@ def build_base_initrd(kparts: KernelParts, *, cache: str | os.PathLike[str] | No
                 os.symlink("lvm", root / "sbin" / tool)
             order = []
             for ko in module_files(kparts, modules):
-                rel = ko.relative_to(kparts.root)
+                rel = Path("lib/modules") / kparts.version / ko.relative_to(kparts.modules_dir)
                 dest = root / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ko, dest)

@@ -1,0 +1,448 @@
+"""The generic maintenance boot image that every boot disk carries.
+
+The image is a small **ext2 file-system image** (GRUB's ``ext2`` module and
+e2fsprogs both read it) holding::
+
+    vmlinuz        the kernel (an x86 bzImage: "HdrS" at byte 0x202)
+    initrd.img     the initramfs (gzip/xz/zstd-compressed or plain newc cpio)
+    cmdline        the kernel command line, one line
+    SHA256SUMS     sha256sum format ("<hex>  <name>") for vmlinuz, initrd.img,
+                   cmdline: GRUB checks it with ``hashsum --check``
+    sanbos-boot.json  the manifest (format, version, kernel version, sizes,
+                   SHA-256s, cmdline, where the parts came from)
+
+The image file is copied byte for byte onto each boot copy (core.bootcopy);
+its own SHA-256 is what the engine records per copy.
+
+``demo_initrd`` builds the demo initramfs from busybox-static: its ``/init``
+prints ``SANBOS BOOT OK copy=<sanbos.copy from /proc/cmdline>`` on the
+console and powers the machine off.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import debparts, ext4
+from .errors import FormatError, NotFoundError, SpaceError, ToolError, UsageError
+from .tools import run, which
+from .units import MiB, align_up
+
+FORMAT = "sanbos-bootimage"
+VERSION = 1
+MANIFEST = "sanbos-boot.json"
+SUMS = "SHA256SUMS"
+KERNEL = "vmlinuz"
+INITRD = "initrd.img"
+CMDLINE = "cmdline"
+LABEL = "sanbos-boot"
+DEFAULT_CMDLINE = "console=ttyS0,115200 quiet panic=-1"
+BANNER = "SANBOS BOOT OK"
+#: the regular expression tests and the console use to find the banner
+BANNER_RE = re.compile(r"SANBOS BOOT OK copy=(\S+)")
+_FIXED_TIME = 1700000000
+
+Progress = Callable[[str, float], None]
+
+
+def _noprogress(msg: str, frac: float) -> None:
+    pass
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# -- validation ---------------------------------------------------------------
+
+def kernel_version(data: bytes) -> str:
+    """The version string a bzImage carries (setup header ``kernel_version``)."""
+    if len(data) < 0x210:
+        return ""
+    ptr, = struct.unpack_from("<H", data, 0x20E)
+    if not ptr or ptr + 0x200 >= len(data):
+        return ""
+    raw = data[ptr + 0x200: ptr + 0x200 + 128].split(b"\0", 1)[0]
+    return raw.decode(errors="replace").split(" ", 1)[0]
+
+
+def validate_kernel(path: str | os.PathLike[str]) -> str:
+    """Refuse anything that is not an x86 Linux bzImage; return its version."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(0x10000)
+    except FileNotFoundError:
+        raise NotFoundError(f"kernel {p}: no such file") from None
+    except OSError as e:
+        raise FormatError(f"kernel {p}: cannot read it: {e.strerror}") from None
+    if len(head) < 0x210 or head[0x202:0x206] != b"HdrS":
+        raise FormatError(f"kernel {p}: not a Linux kernel (no bzImage 'HdrS' header magic at byte 0x202)")
+    if head[0x1FE:0x200] != b"\x55\xaa":
+        raise FormatError(f"kernel {p}: not a bootable bzImage (no 0x55AA boot signature at byte 0x1FE)")
+    proto, = struct.unpack_from("<H", head, 0x206)
+    if proto < 0x0200:
+        raise FormatError(f"kernel {p}: boot protocol {proto >> 8}.{proto & 0xff} is too old for GRUB's linux loader")
+    return kernel_version(head)
+
+
+_INITRD_MAGICS = [
+    (b"\x1f\x8b", "gzip"), (b"070701", "cpio"), (b"070702", "cpio"),
+    (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"),
+]
+
+
+def validate_initrd(path: str | os.PathLike[str]) -> str:
+    """Refuse anything that is not an initramfs; return its format (gzip, cpio, ...)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(1 << 16)
+    except FileNotFoundError:
+        raise NotFoundError(f"initrd {p}: no such file") from None
+    except OSError as e:
+        raise FormatError(f"initrd {p}: cannot read it: {e.strerror}") from None
+    kind = next((k for magic, k in _INITRD_MAGICS if head.startswith(magic)), None)
+    if kind is None:
+        raise FormatError(f"initrd {p}: not an initramfs (neither a newc cpio archive nor gzip, xz or zstd)")
+    if kind == "gzip":
+        try:
+            inner = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 16)
+        except zlib.error as e:
+            raise FormatError(f"initrd {p}: corrupt gzip data ({e})") from None
+        if not inner.startswith((b"070701", b"070702")):
+            raise FormatError(f"initrd {p}: gzip data that is not a newc cpio archive")
+    return kind
+
+
+# -- build --------------------------------------------------------------------
+
+@dataclass
+class ImageInfo:
+    """What ``inspect`` found in a boot image."""
+
+    path: str
+    size: int
+    sha256: str
+    manifest: dict
+    files: dict[str, int] = field(default_factory=dict)   # name -> size
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def cmdline(self) -> str:
+        return str(self.manifest.get("cmdline", ""))
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256, "ok": self.ok,
+                "manifest": self.manifest, "files": self.files, "problems": self.problems}
+
+
+def build(kernel: str | os.PathLike[str], initrd: str | os.PathLike[str], cmdline: str | None,
+          out: str | os.PathLike[str], *, source: str = "", size: int | None = None) -> ImageInfo:
+    """Pack ``kernel`` + ``initrd`` + ``cmdline`` into the ext2 boot image ``out``.
+
+    Refuses (before writing anything) a kernel that is not a bzImage or an
+    initrd that is not an initramfs.  ``size`` forces the image size (bytes);
+    by default it is the content plus room for file-system overhead, rounded
+    up to MiB.
+    """
+    cmdline = (DEFAULT_CMDLINE if cmdline is None else cmdline).strip()
+    if "\n" in cmdline or '"' in cmdline or "$" in cmdline:
+        raise UsageError("cmdline: must be one line without quotes or '$' (GRUB would interpret them)")
+    kver = validate_kernel(kernel)
+    ikind = validate_initrd(initrd)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sanbos-bootimage.") as tmp:
+        src = Path(tmp) / "root"
+        src.mkdir()
+        shutil.copyfile(kernel, src / KERNEL)
+        shutil.copyfile(initrd, src / INITRD)
+        (src / CMDLINE).write_text(cmdline + "\n")
+        sums = {n: sha256_file(src / n) for n in (KERNEL, INITRD, CMDLINE)}
+        (src / SUMS).write_text("".join(f"{h}  {n}\n" for n, h in sums.items()))
+        manifest = {
+            "format": FORMAT, "version": VERSION,
+            "kernel": {"file": KERNEL, "version": kver, "size": (src / KERNEL).stat().st_size,
+                       "sha256": sums[KERNEL], "source": str(kernel)},
+            "initrd": {"file": INITRD, "format": ikind, "size": (src / INITRD).stat().st_size,
+                       "sha256": sums[INITRD], "source": str(initrd)},
+            "cmdline": cmdline,
+            "source": source,
+        }
+        (src / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        for f in src.iterdir():
+            os.utime(f, (_FIXED_TIME, _FIXED_TIME))
+        content = sum(f.stat().st_size for f in src.iterdir())
+        want = size or align_up(content + content // 16 + 2 * MiB, MiB)
+        tmp_out = out.with_name(out.name + ".tmp")
+        uuid = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+        uuid = f"{uuid[:8]}-{uuid[8:12]}-4{uuid[13:16]}-8{uuid[17:20]}-{uuid[20:32]}"
+        try:
+            with open(tmp_out, "wb") as f:
+                f.truncate(want)
+            try:
+                ext4.make(ext4.Target(tmp_out, 0, want, name=str(out)), src, label=LABEL, fstype="ext2",
+                          uuid=uuid, timestamp=_FIXED_TIME)
+            except (SpaceError, ToolError) as e:
+                raise SpaceError(f"boot image {out}: kernel + initrd ({content} bytes) do not fit in "
+                                 f"{want} bytes ({e})") from None
+            os.replace(tmp_out, out)
+        finally:
+            if tmp_out.exists():
+                tmp_out.unlink()
+    return inspect(out)
+
+
+def inspect(image: str | os.PathLike[str] | ext4.Target, *, deep: bool = True) -> ImageInfo:
+    """Read a boot image (file or byte range): manifest, files, problems.
+
+    ``deep`` reads every file and checks it against SHA256SUMS.
+    """
+    target = image if isinstance(image, ext4.Target) else _file_target(image)
+    label = target.label
+    problems: list[str] = []
+    try:
+        names = ext4.listdir(target, "/")
+    except (ToolError, FormatError) as e:
+        raise FormatError(f"boot image {label}: not a readable ext2 file system ({e})") from None
+    manifest: dict = {}
+    if MANIFEST not in names:
+        problems.append(f"{MANIFEST} is missing")
+    else:
+        try:
+            manifest = json.loads(ext4.read_file(target, "/" + MANIFEST))
+            if manifest.get("format") != FORMAT:
+                problems.append(f"{MANIFEST} is not a {FORMAT} manifest")
+        except (ValueError, ToolError) as e:
+            problems.append(f"{MANIFEST} is unreadable ({e})")
+    files: dict[str, int] = {}
+    for n in (KERNEL, INITRD, CMDLINE, SUMS):
+        if n not in names:
+            problems.append(f"{n} is missing")
+    if deep and not any("missing" in p for p in problems):
+        data = {n: ext4.read_file(target, "/" + n) for n in (KERNEL, INITRD, CMDLINE, SUMS)}
+        files = {n: len(b) for n, b in data.items()}
+        for line in data[SUMS].decode(errors="replace").splitlines():
+            parts = line.split(None, 1)
+            if len(parts) != 2:
+                continue
+            want, name = parts[0], parts[1].lstrip("*")
+            if name not in data:
+                problems.append(f"{SUMS} names {name}, which is not in the image")
+            elif hashlib.sha256(data[name]).hexdigest() != want:
+                problems.append(f"{name} does not match its SHA-256 in {SUMS}")
+        if data[KERNEL][0x202:0x206] != b"HdrS":
+            problems.append(f"{KERNEL} is not a bzImage")
+    sha = _sha256_target(target)
+    return ImageInfo(path=label, size=target.size, sha256=sha, manifest=manifest, files=files, problems=problems)
+
+
+def check(image: str | os.PathLike[str] | ext4.Target) -> ImageInfo:
+    """``inspect`` and raise FormatError naming the first problem."""
+    info = inspect(image)
+    if info.problems:
+        raise FormatError(f"boot image {info.path}: {'; '.join(info.problems)}")
+    return info
+
+
+def _file_target(image: str | os.PathLike[str]) -> ext4.Target:
+    p = Path(image)
+    if not p.is_file():
+        raise NotFoundError(f"boot image {p}: no such file")
+    return ext4.Target(p, 0, p.stat().st_size, name=str(p))
+
+
+def _sha256_target(t: ext4.Target) -> str:
+    h = hashlib.sha256()
+    with open(t.path, "rb") as f:
+        f.seek(t.offset)
+        left = t.size
+        while left:
+            b = f.read(min(left, 1 << 20))
+            if not b:
+                break
+            h.update(b)
+            left -= len(b)
+    return h.hexdigest()
+
+
+# -- the demo initramfs -------------------------------------------------------
+
+_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+copy=unknown
+for w in $(cat /proc/cmdline); do
+  case "$w" in sanbos.copy=*) copy="${w#sanbos.copy=}" ;; esac
+done
+echo
+echo "%(banner)s copy=$copy kernel=$(uname -r)"
+echo "sanbos: %(title)s, booted from boot copy $copy"
+%(extra)s
+sync
+poweroff -f
+"""
+
+
+def demo_initrd(out: str | os.PathLike[str], *, busybox: str | os.PathLike[str] | None = None,
+                title: str = "maintenance boot image (demo)", extra_init: str = "",
+                extra_files: dict[str, str | os.PathLike[str]] | None = None) -> Path:
+    """A busybox-static initramfs whose /init prints the banner and powers off.
+
+    ``extra_files`` maps paths inside the initramfs to local files (for
+    guests that need more, e.g. kernel modules); ``extra_init`` is shell run
+    before poweroff.
+    """
+    bb = Path(busybox) if busybox else debparts.busybox()
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="sanbos-initrd.") as tmp:
+        root = Path(tmp) / "root"
+        for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "usr/bin", "usr/sbin"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(bb, root / "bin" / "busybox")
+        os.chmod(root / "bin" / "busybox", 0o755)
+        init = root / "init"
+        init.write_text(_INIT % {"banner": BANNER, "title": title, "extra": extra_init})
+        os.chmod(init, 0o755)
+        for dest, src in (extra_files or {}).items():
+            target = root / dest.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+        for dirpath, dirnames, filenames in os.walk(root):
+            for n in dirnames + filenames:
+                os.utime(os.path.join(dirpath, n), (_FIXED_TIME, _FIXED_TIME), follow_symlinks=False)
+        names = subprocess.run(["find", "."], cwd=root, capture_output=True, check=True).stdout
+        names = b"\n".join(sorted(names.splitlines())) + b"\n"
+        cpio = run([str(bb), "cpio", "-o", "-H", "newc"], input=names, cwd=str(root),
+                   what="busybox cpio").stdout
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as f:
+        with gzip.GzipFile(fileobj=f, mode="wb", mtime=0, compresslevel=6) as gz:
+            gz.write(cpio)
+    return out
+
+
+def demo(out: str | os.PathLike[str], *, cache: str | os.PathLike[str] | None = None,
+         cmdline: str | None = None, progress: Progress | None = None) -> ImageInfo:
+    """The demo maintenance boot image: Debian kernel + busybox demo initramfs."""
+    progress = progress or _noprogress
+    progress("fetching the Debian kernel", 0.0)
+    k = debparts.kernel(cache)
+    progress("building the busybox initramfs", 0.4)
+    with tempfile.TemporaryDirectory(prefix="sanbos-demo.") as tmp:
+        initrd = demo_initrd(Path(tmp) / "initrd.img")
+        progress("packing the boot image", 0.7)
+        info = build(k.vmlinuz, initrd, cmdline, out, source=f"demo: {k.package} + busybox-static")
+    progress("boot image ready", 1.0)
+    return info
+
+
+# -- removable media ----------------------------------------------------------
+
+_KERNEL_NAME = re.compile(r"^(vmlinuz.*|bzimage.*|linux|linux64|kernel|vmlinux\.efi)$", re.I)
+_INITRD_NAME = re.compile(r"^(initrd.*|initramfs.*|initrd)$", re.I)
+
+
+def iso_files(iso: str | os.PathLike[str]) -> list[str]:
+    """Every regular file path on an ISO 9660 image (xorriso)."""
+    res = run(["xorriso", "-indev", str(iso), "-find", "/", "-type", "f"], what=f"xorriso reading {iso}")
+    out = []
+    for line in res.stdout.decode(errors="replace").splitlines():
+        line = line.strip()
+        if line.startswith("'") and line.endswith("'"):
+            line = line[1:-1]
+        if line.startswith("/"):
+            out.append(line)
+    return out
+
+
+def from_iso(iso: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Find and extract the kernel and initramfs of a bootable Linux ISO.
+
+    Kernel candidates (``vmlinuz*``, ``bzImage``, ``linux``...) are checked
+    for the bzImage magic; the initramfs is the valid ``initrd*``/
+    ``initramfs*`` closest to the kernel (same directory first).
+    Returns the extracted (kernel, initrd) paths in ``out_dir``.
+    """
+    iso = Path(iso)
+    if not iso.is_file():
+        raise NotFoundError(f"ISO {iso}: no such file")
+    try:
+        files = iso_files(iso)
+    except ToolError as e:
+        raise FormatError(f"ISO {iso}: not a readable ISO 9660 image ({e})") from None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def extract(path: str, name: str) -> Path:
+        dest = out_dir / name
+        if dest.exists():
+            dest.unlink()
+        run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", path, str(dest)],
+            what=f"xorriso extracting {path} from {iso}")
+        os.chmod(dest, 0o644)
+        return dest
+
+    kernels = [f for f in files if _KERNEL_NAME.match(os.path.basename(f))]
+    initrds = [f for f in files if _INITRD_NAME.match(os.path.basename(f))]
+    kernel = None
+    for i, k in enumerate(kernels):
+        p = extract(k, f"kernel.{i}")
+        try:
+            validate_kernel(p)
+        except FormatError:
+            continue
+        kernel = (k, p)
+        break
+    if kernel is None:
+        raise NotFoundError(f"ISO {iso}: no Linux kernel (bzImage) found among {len(files)} files")
+    kdir = os.path.dirname(kernel[0])
+    initrds.sort(key=lambda f: (os.path.dirname(f) != kdir, len(f), f))
+    for i, r in enumerate(initrds):
+        p = extract(r, f"initrd.{i}")
+        try:
+            validate_initrd(p)
+        except FormatError:
+            continue
+        return kernel[1], p
+    raise NotFoundError(f"ISO {iso}: kernel {kernel[0]} found but no initramfs (initrd*/initramfs*)")
+
+
+def build_from_iso(iso: str | os.PathLike[str], cmdline: str | None, out: str | os.PathLike[str]) -> ImageInfo:
+    with tempfile.TemporaryDirectory(prefix="sanbos-iso.") as tmp:
+        k, i = from_iso(iso, tmp)
+        return build(k, i, cmdline, out, source=f"iso: {Path(iso).name}")
+
+
+def have_tools() -> list[str]:
+    """Names of the tools this module needs that are missing."""
+    missing = []
+    for t in ("mke2fs", "debugfs", "xorriso"):
+        try:
+            which(t)
+        except ToolError:
+            missing.append(t)
+    return missing

@@ -1,0 +1,307 @@
+"""GRUB 2 for boot disks: images built with ``grub-mkimage``, installed by hand.
+
+Per boot disk sanbos builds two GRUB images carrying the same script:
+
+* BIOS: an ``i386-pc`` core image (``core.img``) written into the disk's
+  bios_grub partition, and GRUB's ``boot.img`` written into the protective
+  MBR (code area only: the disk signature and partition table, bytes
+  440-511, are kept), patched the way ``grub-bios-setup`` patches it: the
+  64-bit LBA of core.img's first sector at 0x5C, boot drive 0xFF ("the drive
+  the BIOS booted") at 0x64, the floppy-probe jump at 0x66 replaced by two
+  NOPs for hard disks, and core.img's first-sector block list (last 12 bytes
+  of that sector: start LBA u64, sector count u16, load segment u16) pointed
+  at the sectors that follow it in the partition.
+* UEFI: an ``x86_64-efi`` image written as ``EFI/BOOT/BOOTX64.EFI`` (the
+  removable-media path every firmware tries) in a FAT16 ESP made with
+  ``mkfs.fat --offset`` and filled with mtools (``-i IMG@@OFFSET``): no
+  mount, no root.
+
+Both images carry their ``grub.cfg`` in a memdisk (a tar) and the one-line
+early config ``configfile (memdisk)/grub.cfg`` so the normal parser (with
+``if``) runs it under BIOS and UEFI alike.  The generated script boots the
+copy on the disk's own PV first after ``hashsum --check`` against the copy's
+``SHA256SUMS``, and falls back to the other copies in the recorded order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .disk import Disk
+from .errors import FormatError, SpaceError, ToolError, UsageError
+from .tools import run
+
+GRUB_LIB = Path("/usr/lib/grub")
+PLATFORMS = ("i386-pc", "x86_64-efi")
+
+COMMON_MODULES = ["part_gpt", "part_msdos", "lvm", "diskfilter", "ext2", "linux", "normal", "echo",
+                  "hashsum", "gcry_sha256", "test", "serial", "terminal", "memdisk", "tar", "configfile",
+                  "sleep", "halt", "reboot", "ls", "cat", "true"]
+PLATFORM_MODULES = {"i386-pc": ["biosdisk"], "x86_64-efi": ["fat"]}
+
+# boot.img fields (GRUB's i386-pc boot sector layout)
+BOOT_KERNEL_SECTOR = 0x5C
+BOOT_DRIVE = 0x64
+BOOT_DRIVE_CHECK = 0x66
+BOOT_KEEP_FROM = 0x1B8      # disk signature + partition table + 0x55AA stay as they are
+BOOT_BPB = (0x03, 0x5A)     # a BIOS parameter block, kept from the existing sector
+BLOCKLIST_SIZE = 12         # start u64, len u16, segment u16 at the end of core.img's sector 0
+SECTOR = 512
+
+EARLY_CFG = "configfile (memdisk)/grub.cfg\n"
+
+
+def lvm_device(vg: str, lv: str) -> str:
+    """GRUB's name for an LV: ``lvm/VG-LV`` with every ``-`` inside a name doubled."""
+    return f"lvm/{vg.replace('-', '--')}-{lv.replace('-', '--')}"
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One boot copy the script may boot: the disk it is on and its GRUB device."""
+
+    disk_id: str
+    device: str   # e.g. lvm/instvg-bootlv_rimage_0
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9._:/+=,@-]+$")
+
+
+def _check_word(what: str, s: str) -> None:
+    if not _SAFE.match(s):
+        raise UsageError(f"{what} {s!r}: only letters, digits and . _ : / + = , @ - can go into a GRUB script")
+
+
+def config(copies: Sequence[Copy], cmdline: str, *, platform: str = "i386-pc", this_disk: str = "",
+           title: str = "sanbos maintenance boot") -> str:
+    """The grub.cfg of one boot disk: try ``copies`` in order (its own first).
+
+    For each copy: if its SHA256SUMS exists and ``hashsum --check`` passes,
+    boot its kernel with ``cmdline sanbos.copy=<disk id>``; else say why and
+    go on.  When no copy is good, UEFI returns to the firmware (``exit``, so
+    it tries its next boot entry); BIOS stops at the GRUB prompt.
+    """
+    if platform not in PLATFORMS:
+        raise UsageError(f"GRUB platform {platform!r}: choose one of {', '.join(PLATFORMS)}")
+    if not copies:
+        raise UsageError("a GRUB boot config needs at least one boot copy")
+    for word in cmdline.split():
+        if any(c in word for c in "\"'$;{}\\`"):
+            raise UsageError(f"kernel command line word {word!r} has characters GRUB would interpret")
+    lines = [
+        "# sanbos: generated, do not edit; one per boot disk",
+        "serial --unit=0 --speed=115200",
+        "terminal_input serial console",
+        "terminal_output serial console",
+        "set timeout=0",
+        f'echo "{title}: GRUB on disk {this_disk or copies[0].disk_id} ({platform})"',
+    ]
+    for i, c in enumerate(copies, 1):
+        _check_word("disk id", c.disk_id)
+        _check_word("GRUB device", c.device)
+        dev = f"({c.device})"
+        lines += [
+            f"# copy {i}: disk {c.disk_id}",
+            f"if [ -f {dev}/SHA256SUMS ]; then",
+            f'  echo "sanbos: checking copy {i} on disk {c.disk_id}"',
+            f"  if hashsum --hash sha256 --check {dev}/SHA256SUMS --prefix {dev}; then",
+            f'    echo "sanbos: booting copy {i} from disk {c.disk_id}"',
+            f"    linux {dev}/vmlinuz {cmdline} sanbos.copy={c.disk_id}",
+            f"    initrd {dev}/initrd.img",
+            "    boot",
+            "  else",
+            f'    echo "sanbos: copy {i} on disk {c.disk_id} is corrupt (SHA-256 mismatch); trying the next copy"',
+            "  fi",
+            "else",
+            f'  echo "sanbos: copy {i} on disk {c.disk_id} is missing; trying the next copy"',
+            "fi",
+        ]
+    lines.append('echo "sanbos: no good boot copy on any disk"')
+    if platform == "x86_64-efi":
+        lines += ["sleep 2", "exit"]
+    return "\n".join(lines) + "\n"
+
+
+def mkimage(platform: str, cfg: str, out: str | os.PathLike[str], *,
+            extra_modules: Sequence[str] = ()) -> Path:
+    """Build a GRUB image for ``platform`` with ``cfg`` as (memdisk)/grub.cfg."""
+    if platform not in PLATFORMS:
+        raise UsageError(f"GRUB platform {platform!r}: choose one of {', '.join(PLATFORMS)}")
+    moddir = GRUB_LIB / platform
+    if not (moddir / "lvm.mod").exists():
+        pkg = "grub-pc-bin" if platform == "i386-pc" else "grub-efi-amd64-bin"
+        raise ToolError(f"GRUB modules for {platform} are missing ({moddir}); install {pkg} (scripts/setup.sh)")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sanbos-grub.") as tmp:
+        (Path(tmp) / "grub.cfg").write_text(cfg)
+        (Path(tmp) / "early.cfg").write_text(EARLY_CFG)
+        tar = Path(tmp) / "memdisk.tar"
+        run(["tar", "-C", tmp, "--owner=0", "--group=0", "--mtime=@0", "-cf", str(tar), "grub.cfg"],
+            what="tar (GRUB memdisk)")
+        fmt = "i386-pc" if platform == "i386-pc" else "x86_64-efi"
+        mods = COMMON_MODULES + PLATFORM_MODULES[platform] + list(extra_modules)
+        run(["grub-mkimage", "-O", fmt, "-d", str(moddir), "-o", str(out), "-p", "(memdisk)",
+             "-m", str(tar), "-c", str(Path(tmp) / "early.cfg"), *mods], what=f"grub-mkimage -O {fmt}")
+    return out
+
+
+# -- BIOS ---------------------------------------------------------------------
+
+def install_bios(disk: str | os.PathLike[str], core_img: str | os.PathLike[str], part_start: int,
+                 part_size: int, *, name: str | None = None) -> None:
+    """Write ``core_img`` into the bios_grub partition and boot.img into the MBR.
+
+    ``part_start``/``part_size`` are the bios_grub partition's bytes.  The
+    MBR's bytes 440-511 (disk signature, protective partition table,
+    signature) are kept exactly.
+    """
+    label = name or str(disk)
+    core = bytearray(Path(core_img).read_bytes())
+    if len(core) < SECTOR:
+        raise FormatError(f"{core_img}: too small to be a GRUB core image")
+    core += b"\0" * (-len(core) % SECTOR)
+    if len(core) > part_size:
+        raise SpaceError(f"{label}: GRUB core image ({len(core)} bytes) does not fit in the bios_grub "
+                         f"partition ({part_size} bytes)")
+    if part_start % SECTOR:
+        raise UsageError(f"{label}: bios_grub partition start {part_start} is not sector aligned")
+    first = part_start // SECTOR
+    nsec = len(core) // SECTOR
+    # core.img sector 0 is diskboot: its block list loads the rest
+    bl = len(core[:SECTOR]) - BLOCKLIST_SIZE
+    start, count, segment = struct.unpack_from("<QHH", core, bl)
+    if count != nsec - 1:
+        raise FormatError(f"{core_img}: not an i386-pc core image of {nsec} sectors (block list says {count + 1})")
+    struct.pack_into("<QHH", core, bl, first + 1, nsec - 1, segment)
+    boot = bytearray((GRUB_LIB / "i386-pc" / "boot.img").read_bytes())
+    if len(boot) != SECTOR or boot[510:512] != b"\x55\xaa":
+        raise FormatError(f"{GRUB_LIB / 'i386-pc' / 'boot.img'}: not a GRUB boot sector")
+    with Disk(disk, writable=True, name=label) as d:
+        mbr = d.read(0, SECTOR)
+        if mbr[510:512] != b"\x55\xaa" or not any(mbr[446 + 16 * i + 4] == 0xEE for i in range(4)):
+            raise FormatError(f"{label}: no protective MBR (GPT type 0xEE) in sector 0; partition the disk first")
+        boot[BOOT_BPB[0]:BOOT_BPB[1]] = mbr[BOOT_BPB[0]:BOOT_BPB[1]]
+        struct.pack_into("<Q", boot, BOOT_KERNEL_SECTOR, first)
+        boot[BOOT_DRIVE] = 0xFF
+        boot[BOOT_DRIVE_CHECK:BOOT_DRIVE_CHECK + 2] = b"\x90\x90"
+        boot[BOOT_KEEP_FROM:] = mbr[BOOT_KEEP_FROM:]
+        # core first (the MBR points at it only once it is complete)
+        d.write(part_start, bytes(core))
+        d.zero(part_start + len(core), part_size - len(core))
+        d.fsync()
+        d.write(0, bytes(boot))
+        d.fsync()
+
+
+def read_bios(disk: str | os.PathLike[str], part_start: int) -> dict:
+    """What the MBR and bios_grub partition say (for checks and tests)."""
+    with Disk(disk) as d:
+        mbr = d.read(0, SECTOR)
+        core0 = d.read(part_start, SECTOR)
+    kernel_sector, = struct.unpack_from("<Q", mbr, BOOT_KERNEL_SECTOR)
+    start, count, segment = struct.unpack_from("<QHH", core0, SECTOR - BLOCKLIST_SIZE)
+    return {"kernel_sector": kernel_sector, "boot_drive": mbr[BOOT_DRIVE],
+            "blocklist": (start, count, segment), "signature": mbr[510:512] == b"\x55\xaa",
+            "grub_boot": kernel_sector == part_start // SECTOR}
+
+
+# -- UEFI ---------------------------------------------------------------------
+
+def _mtools_env() -> dict[str, str]:
+    return {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
+
+
+def install_esp(disk: str | os.PathLike[str], efi_img: str | os.PathLike[str], part_start: int,
+                part_size: int, *, name: str | None = None, volume_id: str | None = None,
+                label: str = "SANBOS-ESP") -> None:
+    """Make a FAT16 file system in the ESP and put ``EFI/BOOT/BOOTX64.EFI`` in it."""
+    who = name or str(disk)
+    if part_start % SECTOR or part_size % 1024:
+        raise UsageError(f"{who}: ESP at {part_start} (+{part_size}) is not sector aligned")
+    efi = Path(efi_img)
+    if efi.stat().st_size > part_size - 1024 * 1024:
+        raise SpaceError(f"{who}: {efi.name} ({efi.stat().st_size} bytes) does not fit in the ESP")
+    cmd = ["mkfs.fat", "-F", "16", "-n", label[:11], "--offset", str(part_start // SECTOR)]
+    if volume_id:
+        cmd += ["-i", volume_id]
+    cmd += [str(disk), str(part_size // 1024)]
+    run(cmd, what=f"mkfs.fat on the ESP of {who}")
+    img = f"{disk}@@{part_start}"
+    env = _mtools_env()
+    run(["mmd", "-i", img, "::/EFI", "::/EFI/BOOT"], env=env, what=f"mmd on the ESP of {who}")
+    run(["mcopy", "-i", img, "-o", str(efi), "::/EFI/BOOT/BOOTX64.EFI"], env=env,
+        what=f"mcopy BOOTX64.EFI to the ESP of {who}")
+
+
+def esp_read(disk: str | os.PathLike[str], part_start: int, path: str = "/EFI/BOOT/BOOTX64.EFI") -> bytes:
+    """A file from the ESP (mtools)."""
+    res = run(["mtype", "-i", f"{disk}@@{part_start}", "::" + path], env=_mtools_env(),
+              what=f"mtype {path} on the ESP of {disk}")
+    return res.stdout
+
+
+def esp_fsck(disk: str | os.PathLike[str], part_start: int, part_size: int) -> tuple[bool, str]:
+    """``fsck.fat -n`` on a copy of the ESP's byte range: (clean?, output)."""
+    with tempfile.NamedTemporaryFile(prefix="sanbos-esp.", suffix=".img") as tmp:
+        with open(disk, "rb") as src:
+            src.seek(part_start)
+            left = part_size
+            while left:
+                b = src.read(min(left, 1 << 22))
+                if not b:
+                    break
+                tmp.write(b)
+                left -= len(b)
+        tmp.flush()
+        res = run(["fsck.fat", "-n", tmp.name], check=False, what="fsck.fat")
+    out = (res.stdout + res.stderr).decode(errors="replace")
+    return res.returncode == 0, out
+
+
+# -- both ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DiskParts:
+    """The byte ranges of a boot disk's GRUB partitions."""
+
+    bios_start: int
+    bios_size: int
+    esp_start: int
+    esp_size: int
+
+
+def install(disk: str | os.PathLike[str], parts: DiskParts, copies: Sequence[Copy], cmdline: str, *,
+            name: str | None = None, this_disk: str = "", bios: bool = True, uefi: bool = True) -> dict:
+    """Build this disk's GRUB images and install them (BIOS and/or UEFI).
+
+    Returns the generated configs by platform.
+    """
+    cfgs = {}
+    with tempfile.TemporaryDirectory(prefix="sanbos-grubinst.") as tmp:
+        if bios:
+            cfg = config(copies, cmdline, platform="i386-pc", this_disk=this_disk)
+            core = mkimage("i386-pc", cfg, Path(tmp) / "core.img")
+            install_bios(disk, core, parts.bios_start, parts.bios_size, name=name)
+            cfgs["i386-pc"] = cfg
+        if uefi:
+            cfg = config(copies, cmdline, platform="x86_64-efi", this_disk=this_disk)
+            efi = mkimage("x86_64-efi", cfg, Path(tmp) / "BOOTX64.EFI")
+            install_esp(disk, efi, parts.esp_start, parts.esp_size, name=name)
+            cfgs["x86_64-efi"] = cfg
+    return cfgs
+
+
+def fstest(images: Sequence[str | os.PathLike[str]], *args: str) -> str:
+    """Run ``grub-fstest`` over the given disk images (GRUB's own drivers)."""
+    cmd = ["grub-fstest"]
+    if len(images) > 1:
+        cmd += ["-c", str(len(images))]
+    cmd += [str(i) for i in images] + list(args)
+    return run(cmd, what="grub-fstest").stdout.decode(errors="replace")

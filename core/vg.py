@@ -793,3 +793,21 @@ def list_vgs(disks: list[DiskRef]) -> ScanResult:
     """Scan for VGs (no locks, read only)."""
     from .lvm.scan import scan
     return scan(disks)
+
+
+def change_tags(name: str, disks: list[DiskRef], add: Iterable[str] = (), remove: Iterable[str] = (),
+                dry_run: bool = False) -> Plan | int:
+    """vgchange --addtag/--deltag: one metadata commit."""
+    add, remove = list(add), list(remove)
+    for t in add:
+        if not t or not all(c.isalnum() or c in "_+.-/=!:&#" for c in t):
+            raise UsageError(f"tag {t!r} is invalid: use A-Z a-z 0-9 _ + . - / = ! : & #")
+    plan = Plan(f"change tags of VG {name}")
+    with open_vg(name, disks, write=not dry_run) as vgo:
+        tags = list(vgo.vg.extra.get("tags", []))
+        tags = [t for t in tags if t not in remove] + [t for t in add if t not in tags]
+        vgo.vg.extra["tags"] = tags
+        plan.steps += [f"tags = {tags}", f"commit VG {name} seqno {vgo.seqno + 1}"]
+        if dry_run:
+            return plan
+        return vgo.commit(f"sanbos vg change {name}")

@@ -1,0 +1,144 @@
+"""SanbosApp: the full-screen maintenance console.
+
+The app owns the disk listing (loaded in a thread worker), the theme and the
+global keys (help, theme, quit).  Screens live in ``console.screens``; every
+call into the engine goes through ``core``'s public API, from thread workers
+that post messages back.  A worker's failure becomes the error screen; the
+operator never sees a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.scrollbar import ScrollBar
+from textual.worker import Worker, WorkerState
+
+from .messages import DisksLoaded
+from .widgets.vt import ascii_scrollbar_renderer, key_display
+
+THEMES = {False: ("textual-dark", "textual-light"), True: ("ansi-dark", "ansi-light")}
+
+
+class SanbosApp(App[int]):
+    """The maintenance-mode boot menu and every maintenance flow."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "sanbos maintenance console"
+    ENABLE_COMMAND_PALETTE = False
+
+    BINDINGS = [
+        Binding("f1", "help", "Help", id="app.help", tooltip="Show every key and what it does"),
+        Binding("question_mark", "help", "Help", show=False, id="app.help-alt"),
+        Binding("f4", "toggle_theme", "Theme", id="app.theme", tooltip="Switch light/dark"),
+        Binding("f10", "request_quit", "Quit", id="app.quit"),
+        Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True, id="app.quit-alt"),
+        Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True, id="app.quit-ctrl-c"),
+    ]
+
+    def __init__(self, fabric: str | Path | None = None, *, disks: Iterable | None = None,
+                 vt: bool = False, keymap: dict[str, str] | None = None, light: bool = False) -> None:
+        super().__init__()
+        self.fabric = Path(fabric) if fabric is not None else None
+        self.injected = list(disks) if disks is not None else None
+        self.vt = vt
+        self.all_disks: list = []
+        self._keymap = dict(keymap or {})
+        self._light = light
+        self.boot_menu = None
+
+    # -- life cycle ---------------------------------------------------------
+    @property
+    def source_name(self) -> str:
+        if self.injected is not None and self.fabric is None:
+            return "supplied disk list"
+        return f"fabric {self.fabric}" if self.fabric is not None else "this machine's block devices"
+
+    def on_mount(self) -> None:
+        dark, light = THEMES[self.vt]
+        self.theme = light if self._light else dark
+        if self.vt:
+            ScrollBar.renderer = ascii_scrollbar_renderer()
+        if self._keymap:
+            self.set_keymap(self._keymap)
+        from .screens.boot_menu import BootMenuScreen
+        self.boot_menu = BootMenuScreen()
+        self.push_screen(self.boot_menu)
+        self.reload_disks()
+
+    def reload_disks(self) -> None:
+        if self.injected is not None:
+            self.post_message(DisksLoaded(self.injected, self.source_name))
+        else:
+            self.load_disks()
+
+    @work(thread=True, exclusive=True, group="inventory", exit_on_error=False,
+          description="Listing disks")
+    def load_disks(self) -> None:
+        from core import inventory
+        disks = inventory.list_disks(self.fabric)
+        self.post_message(DisksLoaded(disks, self.source_name))
+
+    def on_disks_loaded(self, message: DisksLoaded) -> None:
+        self.all_disks = list(message.disks)
+        if self.boot_menu is not None:
+            self.boot_menu.set_disks(self.all_disks)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            if event.worker.group == "inventory" and self.boot_menu is not None:
+                self.boot_menu.loading_failed(event.worker.error)
+            self.show_error(event.worker.error, title="Could not list the disks")
+
+    # -- shared services ----------------------------------------------------
+    def show_error(self, error: BaseException | str, *, title: str = "The operation failed",
+                   callback=None) -> None:
+        from .screens.error import ErrorScreen
+        self.push_screen(ErrorScreen(error, title=title), callback)
+
+    def screen_text(self) -> str:
+        """The current screen as plain text (what an operator reads), for tests and logs."""
+        import io
+
+        from rich.console import Console
+
+        width, height = self.size
+        console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                          color_system=None, record=True, legacy_windows=False, safe_box=False)
+        console.print(self.screen._compositor.render_update(full=True, screen_stack=self._background_screens))
+        return console.export_text()
+
+    def get_key_display(self, binding: Binding) -> str:
+        if binding.key_display:
+            return binding.key_display
+        return key_display(binding.key)
+
+    # -- actions ------------------------------------------------------------
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_toggle_theme(self) -> None:
+        dark, light = THEMES[self.vt]
+        self.theme = light if self.theme == dark else dark
+
+    def busy(self) -> bool:
+        return any(w.is_running and w.group == "flow" for w in self.workers)
+
+    def action_request_quit(self) -> None:
+        from .screens.quit import QuitScreen
+        if isinstance(self.screen, QuitScreen):
+            return
+
+        def done(answer: bool | None) -> None:
+            if answer:
+                for w in list(self.workers):
+                    w.cancel()
+                self.exit(0)
+
+        self.push_screen(QuitScreen(running=self.busy()), done)

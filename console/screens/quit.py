@@ -1,0 +1,36 @@
+"""Quit confirmation."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static
+
+
+class QuitScreen(ModalScreen[bool]):
+    CSS_PATH = "quit.tcss"
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes, quit", id="quit.yes"),
+        Binding("n", "answer(False)", "No", id="quit.no"),
+        Binding("escape", "answer(False)", "Back", id="quit.back"),
+    ]
+
+    def __init__(self, running: bool = False) -> None:
+        super().__init__()
+        self.running = running
+
+    def compose(self) -> ComposeResult:
+        text = "Leave the maintenance console?"
+        if self.running:
+            text += ("\n\nAn operation is still running. Quitting cancels it at the next safe "
+                     "point; the disks stay consistent but the operation will be incomplete.")
+        with Vertical(classes="dialog", id="quit-dialog"):
+            yield Static("Quit", classes="dialog-title")
+            yield Static(text, id="quit-text")
+            yield Static("Y quits, N or Esc goes back.", classes="hint")
+        yield Footer(show_command_palette=False)
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)

@@ -71,7 +71,7 @@ class Partition:
 def plan_layout(size: int) -> list[Partition]:
     """The install-VG layout for a disk of ``size`` bytes (nothing is written)."""
     lvm_end = align_down(size - _BACKUP_GPT_BYTES, ALIGN)
-    if lvm_end - LVM_START < MIN_LVM_SIZE:
+    if size < MIN_DISK_SIZE or lvm_end - LVM_START < MIN_LVM_SIZE:
         raise SpaceError(
             f"disk of {human(size)} ({size} bytes) is too small for the install-VG layout: "
             f"it needs at least {human(MIN_DISK_SIZE)} ({MIN_DISK_SIZE} bytes)")

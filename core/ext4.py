@@ -42,15 +42,18 @@ class Target:
 
 def make(target: Target, src_dir: str | os.PathLike[str] | None = None, *, label: str = "",
          fstype: str = "ext4", uuid: str | None = None, features: str | None = None,
-         timestamp: int | None = None) -> None:
+         timestamp: int | None = None, blocksize: int | None = None) -> None:
     """Create a file system filling ``target``, populated from ``src_dir``.
+
+    ``blocksize`` (bytes) overrides the default (4096 from 64 MiB, else 1024).
 
     ``timestamp`` (seconds) makes the result reproducible (E2FSPROGS_FAKE_TIME
     and SOURCE_DATE_EPOCH).
     """
     if target.size < 1024 * 1024:
         raise SpaceError(f"{target.label}: {target.size} bytes is too small for a file system")
-    cmd = ["mke2fs", "-F", "-q", "-t", fstype, "-b", "4096" if target.size >= 64 << 20 else "1024"]
+    bs = blocksize or (4096 if target.size >= 64 << 20 else 1024)
+    cmd = ["mke2fs", "-F", "-q", "-t", fstype, "-b", str(bs)]
     ext = [f"offset={target.offset}"] if target.offset else []
     if ext:
         cmd += ["-E", ",".join(ext)]

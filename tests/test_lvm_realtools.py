@@ -109,7 +109,7 @@ def _real_vg(tmp_path: Path, loopdev, mdasize: str | None = None):
     b = image(tmp_path / "rb.img", 64 << 20)
     da, db = loopdev(a), loopdev(b)
     devs = [da, db]
-    extra = ["--metadatasize", mdasize, "--dataalignment", "256k"] if mdasize else []
+    extra = ["--metadatasize", mdasize, "--dataalignment", "64k"] if mdasize else []
     lvm_cmd("pvcreate", "--pvmetadatacopies", "2", *extra, da, devices=devs)
     lvm_cmd("pvcreate", "--bootloaderareasize", "1m", *extra, db, devices=devs)
     lvm_cmd("vgcreate", "realvg", da, db, devices=devs)
@@ -183,7 +183,7 @@ def test_wrapped_buffer_after_many_real_commits(tmp_path, loopdev):
     refs, devs, devmap = _real_vg(tmp_path, loopdev, mdasize="32k")
     lvm_cmd("lvcreate", "--driverloaded", "n", "-an", "-Zn", "-L", "4m", "-n", "w", "realvg", devices=devs)
     wrapped = False
-    for i in range(40):
+    for i in range(80):
         lvm_cmd("vgchange", "--addtag", f"tag{i:03d}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "realvg", devices=devs)
         res = scan(refs)
         for loc in res.vgs["realvg"].pvs.values():

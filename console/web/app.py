@@ -441,9 +441,9 @@ def create_app(registry: Registry, *, tls: bool = False, san_uri: str = DEFAULT_
 
     # -- HTML pages --------------------------------------------------------
 
-    def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    def render(request: Request, template: str, status: int = 200, /, **ctx: Any) -> HTMLResponse:
         flashes = request.session.pop("flash", []) if "flash" in request.session else []
-        body = _env.get_template(name).render(admin=ctx.pop("admin", None), csrf=csrf_token(request),
+        body = _env.get_template(template).render(admin=ctx.pop("admin", None), csrf=csrf_token(request),
                                               flashes=flashes, boot_types=BOOT_TYPES, **ctx)
         return HTMLResponse(body, status_code=status)
 

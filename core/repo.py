@@ -430,6 +430,8 @@ def inspect_bos(path: str | os.PathLike[str], *, raw: bool = False, name: str | 
         raise NotFoundError(f"{p}: no such BOS image file")
     meta_name = meta_version = None
     desc = description
+    members: dict[str, bytes] = {}
+    fname: str | None = None
     if raw:
         res = run(["dumpe2fs", "-h", str(p)], check=False, what=f"dumpe2fs {p.name}")
         if res.returncode != 0:
@@ -442,23 +444,27 @@ def inspect_bos(path: str | os.PathLike[str], *, raw: bool = False, name: str | 
                 label = line.split(":", 1)[1].strip()
                 if label and label != "<none>":
                     meta_name = label
+        img = ext4.Target(p, 0, p.stat().st_size, name=str(p))
+        for rel in ("/etc/sanbos-bos", "/etc/os-release"):
+            try:
+                members[rel[1:]] = ext4.read_file(img, rel)
+            except SanbosError:
+                pass
         fmt, comp, fname = "raw-lv", "", None
     else:
         members = _read_tar(p, "BOS tarball")
-        sb = members.get("etc/sanbos-bos", b"").decode(errors="replace").split()
-        if len(sb) >= 2:
-            meta_name, meta_version = sb[0], sb[1]
-        osr = members.get("etc/os-release", b"").decode(errors="replace")
-        for line in osr.splitlines():
-            k, _, v = line.partition("=")
-            v = v.strip().strip('"')
-            if k == "VERSION_ID" and not meta_version:
-                meta_version = v
-            if k == "PRETTY_NAME" and not desc:
-                desc = v
-        if "bin/busybox" not in members and not any(k.startswith("etc/") for k in members):
-            pass  # a BOS tarball needs no particular content; the installer checks it
         fmt, comp = "tar", _tar_compression(p)
+    sb = members.get("etc/sanbos-bos", b"").decode(errors="replace").split()
+    if len(sb) >= 2:
+        meta_name, meta_version = sb[0], sb[1]
+    osr = members.get("etc/os-release", b"").decode(errors="replace")
+    for line in osr.splitlines():
+        k, _, v = line.partition("=")
+        v = v.strip().strip('"')
+        if k == "VERSION_ID" and not meta_version:
+            meta_version = v
+        if k == "PRETTY_NAME" and not desc:
+            desc = v
     nm = name or meta_name or _strip_ext(p.name)
     check_name(nm, f"{p}: BOS name")
     ver = version or meta_version or "0"
@@ -1107,9 +1113,331 @@ def _sha256_range(path: Path, offset: int, size: int) -> str:
 
 
 # ---------------------------------------------------------------------------
-# VG glue (filled in against core.vg)
+# VG glue
 # ---------------------------------------------------------------------------
+
+def _lv_pieces(vg: Any, lv_name: str) -> list[list[tuple[str, int, int]]]:
+    """Every leg of an LV as its (disk path, byte offset, length) pieces."""
+    from .lvm.lvio import legs as lv_legs
+    lv = vg.lv(lv_name)
+    return [vg.lv_ranges(lv_name, leg=k) for k in range(lv_legs(vg.vg, lv))]
+
 
 def _lv_legs(vg: Any, lv_name: str) -> list[tuple[Path, int, int]]:
     """Each leg of an LV as one contiguous (path, offset, length)."""
-    raise NotImplementedError
+    out = []
+    for k, pieces in enumerate(_lv_pieces(vg, lv_name)):
+        if len(pieces) != 1:
+            raise LVMError(f"VG {vg.name}: LV {lv_name} leg {k} is in {len(pieces)} pieces; "
+                           "the repository needs each leg contiguous on its disk")
+        path, off, length = pieces[0]
+        out.append((Path(path), off, length))
+    return out
+
+
+def _leg_disks(vg: Any, lv_name: str) -> list[str]:
+    """The disk ID of each leg."""
+    from .lvm.lvio import legs as lv_legs, map_lv
+    lv = vg.lv(lv_name)
+    out = []
+    for k in range(lv_legs(vg.vg, lv)):
+        ext = map_lv(vg.vg, lv, k)
+        out.append(vg.disk_of(ext[0].pv_name).id if ext else "?")
+    return out
+
+
+def repo_legs(vg: Any) -> list[Leg]:
+    """The legs of instlv in an open VolumeGroup."""
+    try:
+        vg.lv(REPO_LV)
+    except NotFoundError:
+        raise NotFoundError(f"VG {vg.name} has no install repository (no LV {REPO_LV}); "
+                            f"create one with 'sanbos repo create {vg.name}'") from None
+    disks = _leg_disks(vg, REPO_LV)
+    return [Leg(disk=d, path=p, offset=o, size=n, index=k)
+            for k, ((p, o, n), d) in enumerate(zip(_lv_legs(vg, REPO_LV), disks))]
+
+
+def open_repo(vg: Any, readonly: bool = True, progress: Progress = _noprogress) -> Repository:
+    """The repository of an open VolumeGroup.  For writing, the VG must be open for write;
+    dirty or stale legs are re-copied from a good leg first."""
+    if not readonly and not getattr(vg, "write", False):
+        raise UsageError(f"VG {vg.name} is open read-only; open it for write to change the repository")
+    legs = repo_legs(vg)
+    return Repository(legs, vg_name=vg.name, writable=not readonly, vg=vg, progress=progress)
+
+
+def toc(vg: Any) -> Toc:
+    """The table of contents (from a clean leg of the newest generation)."""
+    return open_repo(vg, readonly=True).toc()
+
+
+def verify(vg: Any, progress: Progress = _noprogress, fsck: bool = True) -> VerifyReport:
+    """Every image against the TOC on every leg (and every raw BOS LV leg); ``e2fsck -fn`` each leg."""
+    return verify_legs(open_repo(vg, readonly=True), progress=progress, fsck=fsck)
+
+
+def _vgops():
+    from . import vg as vgops
+    return vgops
+
+
+def create_repo(vg_name: str, disks: Sequence[Any], size: int | str, *, boot_disks: Sequence[str] | None = None,
+                images: Sequence[str | os.PathLike[str]] = (), progress: Progress = _noprogress) -> Toc:
+    """Create ``instlv`` (raid1, one leg per boot disk; linear on one disk) and its file system.
+
+    ``boot_disks``: disk IDs for the legs (default: every PV of the VG).
+    ``images``: OPP files (.deb / OPP tarballs) to put in the first build.
+    """
+    from .units import parse_size
+    vgops = _vgops()
+    want = parse_size(size)
+    if want < 8 * MiB:
+        raise UsageError(f"repository size {human(want)} is too small (8 MiB at least)")
+    entries = [(inspect_opp(f), Path(f)) for f in images]
+    _check_batch([e for e, _ in entries])
+    with vgops.open_vg(vg_name, disks, write=False) as vg:
+        if vg.vg.lv(REPO_LV) is not None:
+            raise LVMError(f"VG {vg_name} already has a repository ({REPO_LV}); "
+                           "use 'sanbos repo verify' / 'sanbos opp add'")
+        pvs = list(boot_disks) if boot_disks else [vg.disk_of(pv.name).id for pv in vg.pvs]
+    total = sum(align_up(e.size, BLOCK) for e, _ in entries)
+    if total + 16 * MiB > want:
+        raise SpaceError(f"VG {vg_name}: {human(total)} of images do not fit in a {human(want)} repository")
+    progress(f"creating LV {REPO_LV} ({'raid1' if len(pvs) > 1 else 'linear'}, {len(pvs)} leg(s))", 0.0)
+    vgops.lv_create(vg_name, list(disks), REPO_LV, want + RECORD_SIZE,
+                    type="raid1" if len(pvs) > 1 else "linear", pvs=pvs)
+    with vgops.open_vg(vg_name, disks, write=True) as vg:
+        legs = repo_legs(vg)
+        return format_legs(legs, progress=progress, files=entries)
+
+
+def _check_batch(entries: Sequence[TocEntry]) -> None:
+    seen: dict[str, str] = {}
+    for e in entries:
+        if e.name in seen:
+            raise UsageError(f"OPP {e.name} is given twice ({seen[e.name]} and {e.source})")
+        seen[e.name] = e.source
+
+
+def _duplicates(toc: Toc, entries: Sequence[TocEntry], vg_name: str) -> None:
+    for e in entries:
+        for have in toc.find(e.name, kind=e.kind, format=e.format if e.kind == "bos" else None):
+            raise UsageError(f"VG {vg_name}: {e.kind.upper()} {e.name} is already in the repository "
+                             f"(version {have.version}, {have.file or have.lv}); "
+                             f"remove it first (sanbos {e.kind} remove {vg_name} {e.name})")
+
+
+@contextmanager
+def _figure6(vg_name: str, disks: Sequence[Any], progress: Progress) -> Iterator[Any]:
+    """Import the VG if it is exported, open it exclusively, yield it; export it again after."""
+    vgops = _vgops()
+    with vgops.open_vg(vg_name, disks, write=False) as vg:
+        exported = vg.vg.exported
+    if exported:
+        progress(f"importing VG {vg_name}", None)
+        vgops.import_(vg_name, list(disks))
+    try:
+        with vgops.open_vg(vg_name, disks, write=True) as vg:
+            yield vg
+    finally:
+        if exported:
+            progress(f"exporting VG {vg_name}", None)
+            vgops.export(vg_name, list(disks))
+
+
+def add_opps(vg_name: str, disks: Sequence[Any], files: Sequence[str | os.PathLike[str]],
+             progress: Progress = _noprogress) -> list[TocEntry]:
+    """The seed's Figure 6: add OPP images to the install VG's repository.
+
+    Every file is read and checked first (metadata, name, duplicates, space)
+    with nothing written; then the VG is imported (if exported) and opened
+    exclusively, the images are written under temporary names and read back
+    from every leg, the TOC is replaced, and the VG is exported again.
+    """
+    if not files:
+        raise UsageError("no OPP files given")
+    vgops = _vgops()
+    entries = []
+    for i, f in enumerate(files):
+        progress(f"reading {f}", i / (len(files) + 2))
+        entries.append((inspect_opp(f), Path(f)))
+    _check_batch([e for e, _ in entries])
+    with vgops.open_vg(vg_name, disks, write=False) as vg:
+        r = open_repo(vg, readonly=True)
+        _duplicates(r.toc(), [e for e, _ in entries], vg_name)
+        need = sum(align_up(e.size, BLOCK) + 2 * BLOCK for e, _ in entries) + 64 * 1024
+        free = r.free_bytes()
+        if need > free:
+            raise SpaceError(f"VG {vg_name}: the repository is full: the OPPs need {human(need)}, "
+                             f"{human(free)} is free on {REPO_LV}; nothing written")
+    with _figure6(vg_name, disks, progress) as vg:
+        r = open_repo(vg, readonly=False, progress=progress)
+        _duplicates(r.toc(), [e for e, _ in entries], vg_name)
+        r.add_images(entries)
+    progress(f"added {len(entries)} OPP(s) to VG {vg_name}", 1.0)
+    return [e for e, _ in entries]
+
+
+def remove_opp(vg_name: str, disks: Sequence[Any], name: str, progress: Progress = _noprogress) -> TocEntry:
+    """Drop an OPP from the TOC (one transaction), then remove its file (a second one)."""
+    vgops = _vgops()
+    check_name(name, "OPP name")
+    with vgops.open_vg(vg_name, disks, write=False) as vg:
+        found = open_repo(vg).toc().find(name, kind="opp")
+        if not found:
+            raise NotFoundError(f"VG {vg_name}: no OPP named {name} in the repository")
+    with _figure6(vg_name, disks, progress) as vg:
+        r = open_repo(vg, readonly=False, progress=progress)
+        found = r.toc().find(name, kind="opp")
+        if not found:
+            raise NotFoundError(f"VG {vg_name}: no OPP named {name} in the repository")
+        dependents = [e.name for e in r.toc().opps
+                      if any(re.split(r"[\s(]", d.strip())[0] == name for d in e.dependencies)]
+        r.remove_entries(found)
+    progress(f"removed OPP {name} from VG {vg_name}"
+             + (f" (still needed by: {', '.join(dependents)})" if dependents else ""), 1.0)
+    return found[0]
+
+
+def add_bos(vg_name: str, disks: Sequence[Any], file: str | os.PathLike[str], *, raw: bool = False,
+            name: str | None = None, version: str | None = None, description: str = "",
+            progress: Progress = _noprogress) -> TocEntry:
+    """Add a BOS image: a root file-system tarball into /bos, or (raw) an ext4 image as LV bos_<name>."""
+    vgops = _vgops()
+    entry = inspect_bos(file, raw=raw, name=name, version=version, description=description)
+    src = Path(file)
+    with vgops.open_vg(vg_name, disks, write=False) as vg:
+        r = open_repo(vg, readonly=True)
+        _duplicates(r.toc(), [entry], vg_name)
+        legs_pvs = _leg_disks(vg, REPO_LV)
+        stale_lv = raw and vg.vg.lv(entry.lv or "") is not None
+        if not raw:
+            need = align_up(entry.size, BLOCK) + 64 * 1024
+            if need > r.free_bytes():
+                raise SpaceError(f"VG {vg_name}: the repository is full: {src.name} needs {human(need)}, "
+                                 f"{human(r.free_bytes())} free on {REPO_LV}; nothing written")
+        else:
+            from .lvm import alloc  # noqa: F401  (space is checked by lv_create itself)
+            free = sum(vg.vg.free_extents(pv.name) for pv in vg.vg.pvs
+                       if vg.disk_of(pv.name).id in legs_pvs) * vg.vg.extent_bytes
+            if align_up(entry.size, vg.vg.extent_bytes) * len(legs_pvs) > free:
+                raise SpaceError(f"VG {vg_name}: no room for LV {entry.lv} ({human(entry.size)} x "
+                                 f"{len(legs_pvs)} legs, {human(free)} free on the boot disks); nothing written")
+    if raw:
+        if stale_lv:
+            progress(f"removing LV {entry.lv} left by an interrupted run (not in the TOC)", None)
+            vgops.lv_remove(vg_name, list(disks), entry.lv)
+        progress(f"creating LV {entry.lv}", 0.1)
+        vgops.lv_create(vg_name, list(disks), entry.lv, entry.size,
+                        type="raid1" if len(legs_pvs) > 1 else "linear", pvs=legs_pvs)
+    with _figure6(vg_name, disks, progress) as vg:
+        r = open_repo(vg, readonly=False, progress=progress)
+        _duplicates(r.toc(), [entry], vg_name)
+        if raw:
+            _write_raw(vg, entry, src, progress)
+            r.add_images([], raw_entries=[entry])
+        else:
+            r.add_images([(entry, src)])
+    progress(f"added BOS {entry.name} ({entry.format}) to VG {vg_name}", 1.0)
+    return entry
+
+
+def _write_raw(vg: Any, entry: TocEntry, src: Path, progress: Progress) -> None:
+    pieces = _lv_pieces(vg, entry.lv or "")
+    for k, leg in enumerate(pieces):
+        progress(f"writing {src.name} to {entry.lv} leg {k}", 0.2 + 0.6 * k / len(pieces))
+        pos = 0
+        for path, off, length in leg:
+            n = min(length, entry.size - pos)
+            if n <= 0:
+                break
+            copy_range(src, pos, Path(path), off, n)
+            pos += n
+    for k, leg in enumerate(pieces):
+        h = hashlib.sha256()
+        pos = 0
+        for path, off, length in leg:
+            n = min(length, entry.size - pos)
+            if n <= 0:
+                break
+            with open(path, "rb") as f:
+                done = 0
+                while done < n:
+                    data = os.pread(f.fileno(), min(4 * MiB, n - done), off + done)
+                    h.update(data)
+                    done += len(data)
+            pos += n
+        if h.hexdigest() != entry.sha256:
+            raise FormatError(f"VG {vg.name}: {entry.lv} leg {k} reads back with the wrong checksum; "
+                              "the TOC was not changed")
+
+
+def remove_bos(vg_name: str, disks: Sequence[Any], name: str, *, raw: bool | None = None,
+               progress: Progress = _noprogress) -> list[TocEntry]:
+    """Drop a BOS (both formats unless ``raw`` says which) from the TOC, then its file / LV."""
+    vgops = _vgops()
+    with _figure6(vg_name, disks, progress) as vg:
+        r = open_repo(vg, readonly=False, progress=progress)
+        found = [e for e in r.toc().find(name, kind="bos")
+                 if raw is None or (e.format == "raw-lv") == raw]
+        if not found:
+            raise NotFoundError(f"VG {vg_name}: no BOS named {name} in the repository")
+        r.remove_entries(found)
+    for e in found:
+        if e.lv:
+            vgops.lv_remove(vg_name, list(disks), e.lv)
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Read-only mount for people (root)
+# ---------------------------------------------------------------------------
+
+def mount(vg: Any, directory: str | os.PathLike[str], progress: Progress = _noprogress) -> str:
+    """Mount one clean leg read-only on ``directory`` through a read-only loop device; return it."""
+    if os.geteuid() != 0:
+        raise UsageError("mounting the repository needs root (loop devices); "
+                         "without root use 'sanbos repo toc' and 'sanbos repo verify'")
+    d = Path(directory)
+    if not d.is_dir():
+        raise NotFoundError(f"{d}: no such directory to mount the repository on")
+    if os.path.ismount(d):
+        raise UsageError(f"{d}: something is already mounted there")
+    r = open_repo(vg, readonly=True)
+    leg = r.good_legs()[0]
+    res = run(["losetup", "-f", "--show", "--read-only", "--offset", str(leg.offset),
+               "--sizelimit", str(leg.fs_size), str(leg.path)], what=f"losetup for {leg.label}")
+    dev = res.stdout.decode().strip()
+    try:
+        run(["mount", "-t", "ext4", "-o", "ro,noload", dev, str(d)], what=f"mount {dev} on {d}")
+    except SanbosError:
+        run(["losetup", "-d", dev], check=False)
+        raise
+    progress(f"VG {r.vg_name}: {leg.label} mounted read-only on {d} ({dev})", 1.0)
+    return dev
+
+
+def _mount_source(d: Path) -> str | None:
+    real = os.path.realpath(d)
+    src = None
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        parts = line.split()
+        if len(parts) > 4 and parts[4] == real:
+            sep = parts.index("-")
+            src = parts[sep + 2]
+    return src
+
+
+def umount(directory: str | os.PathLike[str], progress: Progress = _noprogress) -> str:
+    """Unmount ``directory`` and detach exactly the loop device it was mounted from."""
+    d = Path(directory)
+    src = _mount_source(d)
+    if src is None:
+        raise NotFoundError(f"{d}: nothing is mounted there")
+    if not re.match(r"^/dev/loop\d+$", src):
+        raise UsageError(f"{d}: mounted from {src}, not from a repository loop device; not touching it")
+    run(["umount", str(d)], what=f"umount {d}")
+    run(["losetup", "-d", src], what=f"losetup -d {src}")
+    progress(f"{d} unmounted, {src} detached", 1.0)
+    return src

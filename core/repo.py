@@ -89,6 +89,10 @@ from .units import MiB, align_up, human
 
 Progress = Callable[[str, "float | None"], None]
 
+
+class DuplicateError(SanbosError):
+    """The image is already in the repository (remove it first)."""
+
 REPO_LV = "instlv"
 TOC_NAME = "TOC.json"
 TOC_PATH = "/" + TOC_NAME
@@ -192,7 +196,10 @@ class TocEntry:
 
     def validate(self, where: str = "TOC entry") -> None:
         where = f"{where} ({self.name!r})"
-        check_name(self.name, "image name")
+        try:
+            check_name(self.name, "image name")
+        except UsageError as e:
+            raise FormatError(f"{where}: {e}") from None
         if not _VERSION_RE.match(self.version):
             raise FormatError(f"{where}: bad version {self.version!r}")
         if self.kind not in KINDS:
@@ -233,7 +240,10 @@ def check_repo_path(path: str, kind: str) -> str:
     parts = path.split("/")
     if len(parts) != 2 or parts[0] != kind:
         raise FormatError(f"TOC file {path!r} is not inside the {kind}/ directory")
-    check_name(parts[1], "file name")
+    try:
+        check_name(parts[1], "file name")
+    except UsageError as e:
+        raise FormatError(f"TOC file {path!r}: {e}") from None
     return path
 
 
@@ -1216,14 +1226,14 @@ def _check_batch(entries: Sequence[TocEntry]) -> None:
     seen: dict[str, str] = {}
     for e in entries:
         if e.name in seen:
-            raise UsageError(f"OPP {e.name} is given twice ({seen[e.name]} and {e.source})")
+            raise DuplicateError(f"OPP {e.name} is given twice ({seen[e.name]} and {e.source})")
         seen[e.name] = e.source
 
 
 def _duplicates(toc: Toc, entries: Sequence[TocEntry], vg_name: str) -> None:
     for e in entries:
         for have in toc.find(e.name, kind=e.kind, format=e.format if e.kind == "bos" else None):
-            raise UsageError(f"VG {vg_name}: {e.kind.upper()} {e.name} is already in the repository "
+            raise DuplicateError(f"VG {vg_name}: {e.kind.upper()} {e.name} is already in the repository "
                              f"(version {have.version}, {have.file or have.lv}); "
                              f"remove it first (sanbos {e.kind} remove {vg_name} {e.name})")
 

@@ -248,6 +248,13 @@ def _probe_path(info: DiskInfo) -> None:
         return
     try:
         size = info.size or os.lseek(fd, 0, os.SEEK_END)
+        if info.kind != "image":
+            # a shared SAN disk may have been written by another host (or an image
+            # under a loop device written directly): drop cached pages, read fresh
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass
         _classify(info, _peek(fd, size, info.id))
     except OSError as e:
         info.membership = "unknown"
@@ -271,32 +278,33 @@ def _apply_lvm_scan(disks: list[DiskInfo]) -> None:
     except Exception:   # the engine is optional here; the peek already answered
         return
     by_id = {d.id: d for d in labelled}
-    seen: set[str] = set()
     try:
         from .lvm import uuid as lvmuuid
         dashed = lvmuuid.dashed
     except Exception:
         from .safety import dash_uuid as dashed
+    listed = {}      # raw PV UUID -> VGInfo whose current metadata lists it
     for vg in res.by_uuid.values():
-        for raw, loc in vg.pvs.items():
-            d = by_id.get(loc.ref.id)
-            if d is None:
-                continue
-            d.pv_uuid, d.vg_name, d.vg_uuid = dashed(raw), vg.name, dashed(vg.uuid)
-            d.membership = f"pv:{vg.name}"
-            seen.add(d.id)
-    for loc in res.orphans:
+        for p in vg.vg.pvs:
+            listed[p.id.replace("-", "")] = vg
+    orphans = {id(loc) for loc in res.orphans}
+    for loc in res.pvs:
         d = by_id.get(loc.ref.id)
-        if d is not None and d.id not in seen:
-            d.pv_uuid, d.vg_name, d.vg_uuid, d.membership = loc.dashed_uuid, None, None, "orphan-pv"
-            seen.add(d.id)
-    for d in labelled:
-        if d.id not in seen:
+        if d is None:
+            continue
+        if loc.uuid:
+            d.pv_uuid = dashed(loc.uuid)
+        vg = listed.get(loc.uuid)
+        if vg is not None:
+            d.vg_name, d.vg_uuid, d.membership = vg.name, dashed(vg.uuid), f"pv:{vg.name}"
+        elif id(loc) in orphans:
+            d.vg_name, d.vg_uuid, d.membership = None, None, "orphan-pv"
+        else:
             d.membership = "damaged-pv"
-            d.vg_name = d.vg_name
     for p in res.problems:
+        words = {w.rstrip(":,;)").lstrip("(") for w in p.split()}
         for d in labelled:
-            if p.startswith(d.id) and p not in d.problems:
+            if d.id in words and p not in d.problems:
                 d.problems.append(p)
 
 

@@ -276,6 +276,12 @@ def _pick(res: ScanResult, name: str, disks: dict[str, tuple[DiskRef, Disk]]) ->
     return info
 
 
+def _refuse_duplicates(info: VGInfo) -> None:
+    if info.duplicates:
+        raise LVMError(f"VG {info.name}: " + "; ".join(info.duplicates)
+                       + "; cloned LUN? detach one copy (or give only the right disk) before using the VG")
+
+
 def open_vg(name: str, disks: Iterable[DiskRef], *, write: bool, allow_exported: bool = False,
             allow_missing: bool = False) -> VolumeGroup:
     """Open VG ``name`` found on ``disks``: exclusive locks on its PV disks for
@@ -288,6 +294,7 @@ def open_vg(name: str, disks: Iterable[DiskRef], *, write: bool, allow_exported:
     try:
         res = scan_open(probe.values())
         info = _pick(res, name, probe)
+        _refuse_duplicates(info)
         mine = [probe[loc.ref.id][0] for loc in info.pvs.values()]
         for loc in info.outdated:
             mine.append(probe[loc.ref.id][0])
@@ -298,9 +305,7 @@ def open_vg(name: str, disks: Iterable[DiskRef], *, write: bool, allow_exported:
     try:
         res = scan_open(locked.values())
         info = _pick(res, name, locked)
-        if info.duplicates:
-            raise LVMError(f"VG {name}: " + "; ".join(info.duplicates)
-                           + "; cloned LUN? detach one copy (or give only the right disk) before using the VG")
+        _refuse_duplicates(info)
         if write and info.missing and not allow_missing:
             miss = ", ".join(f"{m} ({lvmuuid.dashed(info.vg.pv(m).id)})" for m in info.missing)
             raise LVMError(f"VG {name}: PV(s) {miss} not found on the disks given; "

@@ -241,6 +241,19 @@ def assemble(locs: list[PVLoc]) -> ScanResult:
                 info.problems.append(f"{w}: metadata seqno {vg.seqno} differs from the copy on {best_loc.where}")
         listed = {p.id: p for p in vg.pvs}
         seen_locs = {id(l) for l, _ in copies}
+        # a damaged label whose UUID bytes are unreadable: if this VG lacks
+        # exactly one PV and the damaged PV carries this VG's metadata, it is that PV
+        found = {l.uuid for l in locs if l.label is not None}
+        lacking = [p for p in vg.pvs if p.id not in found]
+        for loc in locs:
+            if loc.label is None and id(loc) in seen_locs and loc.uuid not in listed:
+                if len(lacking) == 1 and not any(l.uuid == lacking[0].id for l in locs):
+                    loc.defects.append(f"{loc.where}: PV UUID in the damaged label is unreadable; "
+                                       f"its metadata makes it {lacking[0].name} ({lvmuuid.dashed(lacking[0].id)})")
+                    loc.uuid = lacking[0].id
+                else:
+                    info.problems.append(f"{loc.where}: damaged PV label; cannot tell which PV of VG {vg.name} it is")
+                    seen_locs.discard(id(loc))
         for loc in locs:
             if loc.uuid in listed:
                 if loc.uuid in dups:

@@ -199,10 +199,10 @@ class _Dev:
     props: dict = field(default_factory=dict)
 
 
-def _enumerate(sysfs: str) -> list[_Dev]:
+def _enumerate(sysfs: str, udev: bool = True) -> list[_Dev]:
     """Whole-disk block devices: pyudev when looking at the real /sys, else a sysfs walk."""
     devs: list[_Dev] = []
-    if sysfs == SYS:
+    if udev and sysfs == SYS:
         try:
             import pyudev
             ctx = pyudev.Context()
@@ -317,11 +317,15 @@ def _group_multipath(disks: list[DiskInfo], slaves: dict[str, list[str]]) -> lis
     return out
 
 
-def list_block_disks(sysfs: str = SYS, proc: str = PROC) -> list[DiskInfo]:
-    """The machine's disks (without partition/LVM details; see core.inventory)."""
+def list_block_disks(sysfs: str = SYS, proc: str = PROC, *, udev: bool = True) -> list[DiskInfo]:
+    """The machine's disks (without partition/LVM details; see core.inventory).
+
+    ``udev=False`` walks sysfs only (what happens anyway when libudev is
+    missing or ``sysfs`` is not the real /sys).
+    """
     found = []
     slaves: dict[str, list[str]] = {}
-    for dev in _enumerate(sysfs):
+    for dev in _enumerate(sysfs, udev):
         info = _probe(dev, sysfs, proc)
         if info is None:
             continue

@@ -179,6 +179,13 @@ def test_loop_devices_over_fabric_images(make_fabric, loopdev) -> None:
     assert la.kind == "loop" and la.backing_file == str(a.path) and la.backing_offset == 0
     assert la.size == 96 * MiB and la.id == f"path:{dev_a}"
     assert lb.backing_file == str(b.path) and lb.backing_offset == MiB and lb.size == 95 * MiB
+    # pyudev enumerates it (no udev daemon here: no ID_* properties), and the
+    # plain sysfs walk finds exactly the same
+    import pyudev
+    names = {d.device_node for d in pyudev.Context().list_devices(subsystem="block", DEVTYPE="disk")}
+    assert dev_a in names and dev_b in names
+    walk = discover.list_block_disks(udev=False)
+    assert _find(walk, dev_a) == la and _find(walk, dev_b) == lb
     # the full listing reads the devices: blank before labelling
     before = _find(inventory.list_disks(), dev_a)
     assert before.membership == "free" and before.partitions == [] and before.layout == "-"
@@ -226,3 +233,20 @@ def test_pv_uuid_seen_through_loop_device(make_fabric, loopdev) -> None:
     fl = inventory.list_disks(f.root)
     assert (fl[0].pv_uuid, fl[0].vg_name) == (real[0], "discvg")
     assert inventory.find(fl, real[0].replace("-", "")[:10]).id == lun.wwn
+
+
+def test_cli_labels_a_loop_device_by_id(make_fabric, loopdev) -> None:
+    f = make_fabric(disks=1, size=64 * MiB)
+    dev = loopdev(f.luns[0].path)
+    env = {k: v for k, v in dict(os.environ, PYTHONPATH=str(ROOT)).items() if k != "SANBOS_FABRIC"}
+    r = subprocess.run([sys.executable, "-m", "console.cli", "disk", "label", f"path:{dev}"],
+                       capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"disk path:{dev} ({dev}) labelled" in r.stdout
+    v = subprocess.run(["sgdisk", "-v", dev], capture_output=True, text=True)
+    assert "No problems found" in v.stdout
+    r = subprocess.run([sys.executable, "-m", "console.cli", "disk", "label", f"path:{dev}"],
+                       capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 1
+    assert f"disk path:{dev} ({dev}) is not blank: carries a GPT partition table; " \
+           f"if you are sure, force with --force path:{dev}" in r.stderr

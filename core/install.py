@@ -609,6 +609,7 @@ class InstallPlan:
     opps: list[OppChoice]
     content_size: int
     forced: list[str] = field(default_factory=list)
+    bos_ref: str = ""     # NAME:tar or NAME:raw, unambiguous in the repository
 
     def __str__(self) -> str:
         lines = [f"install plan (nothing written yet):",
@@ -708,8 +709,8 @@ class Source:
     def bos_tarball(self, name: str, dest: Path) -> Path:
         raise NotImplementedError
 
-    def bos_raw(self, name: str) -> tuple[list[tuple[str, int, int]], int]:
-        """(LV byte ranges, file-system bytes) of a raw BOS LV."""
+    def bos_raw_image(self, name: str, dest: Path) -> int:
+        """Copy a raw BOS file system block for block into ``dest``; its size in bytes."""
         raise NotImplementedError
 
     def opps(self) -> dict[str, tuple[str, str]]:
@@ -816,7 +817,8 @@ def _prepared(from_vg, bos, target, opps, *, fabric, force_ids, root_vg, root_si
                            bos_version=b.version, bos_size=b.size, target=tgt.id, target_path=str(tgt.path),
                            target_size=tgt.size, root_vg=root_vg, boot_lv_size=BOOT_LV_SIZE,
                            root_lv_size=root_lv_size(content, free, root_size), opps=choices,
-                           content_size=content, forced=forced)
+                           content_size=content, forced=forced,
+                           bos_ref=f"{b.name}:{'raw' if b.format == 'raw' else 'tar'}")
         yield plan, src, tgt, member_ids
 
 
@@ -849,12 +851,13 @@ def install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
             files = [(o, src.fetch_opp(o.name, debs)) for o in plan.opps]
             progress(f"{len(files)} OPP image(s) read from {src.where}", 0.08)
             if plan.bos_format == "tarball":
-                tarball = src.bos_tarball(plan.bos, tmp / "bos.tar")
+                tarball = src.bos_tarball(plan.bos_ref, tmp / "bos.tar")
                 progress(f"BOS {plan.bos}: unpacking the tarball", 0.12)
                 run(["tar", "-x", *_sniff_tar(tarball), "-f", str(tarball), "-C", str(staging),
                      "--numeric-owner", "--same-permissions", "--same-owner" if os.geteuid() == 0 else
                      "--no-same-owner"], what=f"tar -x of BOS {plan.bos}")
-                tarball.unlink()
+                if tmp in tarball.parents:
+                    tarball.unlink()
             kparts = kernel_for(staging if plan.bos_format == "tarball" else None, progress)
             initrd = build_root_initrd(kparts, tmp / "initrd.img")
             progress("root-VG initramfs built", 0.25)
@@ -881,23 +884,15 @@ def install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
                     progress(f"{root_vg}/{ROOT_LV}: mke2fs -d ({human(plan.root_lv_size)})", 0.45)
                     ext4.make(root_t, staging, label="sanbos-root", fstype="ext4")
                 else:
-                    ranges, fs_size = src.bos_raw(plan.bos)
-                    if fs_size > root_t.size:
-                        raise SpaceError(f"raw BOS {plan.bos} ({human(fs_size)}) is larger than "
-                                         f"{root_vg}/{ROOT_LV} ({human(root_t.size)})")
                     # block for block into a work image, grown there with resize2fs (resize2fs
                     # truncates image files to the new size, so it never runs on the disk itself)
                     work = tmp / "rawbos.img"
-                    with open(work, "wb") as wf:
-                        wf.truncate(fs_size)
-                    pos = 0
-                    for (p, off, ln) in ranges:
-                        n = min(ln, fs_size - pos)
-                        if n <= 0:
-                            break
-                        _copy_range((p, off), (str(work), pos), n, progress=progress,
-                                    what=f"raw BOS {plan.bos}")
-                        pos += n
+                    with open(work, "wb"):
+                        pass
+                    fs_size = src.bos_raw_image(plan.bos_ref, work)
+                    if fs_size > root_t.size:
+                        raise SpaceError(f"raw BOS {plan.bos} ({human(fs_size)}) is larger than "
+                                         f"{root_vg}/{ROOT_LV} ({human(root_t.size)})")
                     progress(f"raw BOS {plan.bos}: copied block for block; growing it to {human(root_t.size)}", 0.4)
                     grow_fs(ext4.Target(work, 0, root_t.size, name=f"raw BOS {plan.bos}"), fs_size)
                     _copy_range((str(work), 0), (str(root_t.path), root_t.offset), root_t.size,
@@ -973,6 +968,7 @@ class DirSource(Source):
         self.where = f"directory {self.root}"
 
     def _bos_file(self, name: str) -> Path:
+        name = name.split(":")[0]
         for ext in (".tar", ".tar.gz", ".tgz", ".tar.xz", ".img"):
             p = self.root / f"{name}{ext}"
             if p.is_file():
@@ -982,6 +978,7 @@ class DirSource(Source):
     def bos(self, name: str) -> BosInfo:
         p = self._bos_file(name)
         size = p.stat().st_size
+        name = name.split(":")[0]
         if p.suffix == ".img":
             return BosInfo(name, "raw", "", size, size)
         content = size if not _sniff_tar(p) else size * 3
@@ -990,9 +987,10 @@ class DirSource(Source):
     def bos_tarball(self, name: str, dest: Path) -> Path:
         return self._bos_file(name)
 
-    def bos_raw(self, name: str) -> tuple[list[tuple[str, int, int]], int]:
+    def bos_raw_image(self, name: str, dest: Path) -> int:
         p = self._bos_file(name)
-        return [(str(p), 0, p.stat().st_size)], p.stat().st_size
+        _copy_range((str(p), 0), (str(dest), 0), p.stat().st_size)
+        return p.stat().st_size
 
     def _debs(self) -> dict[str, Path]:
         out = {}
@@ -1012,3 +1010,57 @@ class DirSource(Source):
 
     def fetch_opp(self, name: str, dest_dir: Path) -> Path:
         return self._debs()[name]
+
+
+class RepoSource(Source):
+    """The install VG's repository (``core.repo``): BOS tarballs, raw BOS LVs, OPPs."""
+
+    def __init__(self, vgo, repo_obj) -> None:
+        self.vg = vgo
+        self.repo = repo_obj
+        self.toc = repo_obj.toc()
+        self.where = f"the repository of install VG {vgo.name}"
+
+    def _bos_entry(self, name: str):
+        fmt = None
+        if ":" in name:
+            name, fmt = name.rsplit(":", 1)
+            fmt = {"raw": "raw-lv", "tarball": "tar", "tar": "tar", "raw-lv": "raw-lv"}.get(fmt)
+            if fmt is None:
+                raise UsageError(f"BOS {name}: say NAME, NAME:tar or NAME:raw")
+        hits = [e for e in self.toc.bos if e.name == name and (fmt is None or e.format == fmt)]
+        if not hits:
+            known = ", ".join(sorted({f"{e.name} ({e.format})" for e in self.toc.bos})) or "none"
+            raise NotFoundError(f"BOS {name!r} is not in {self.where} (BOS images: {known})")
+        if len(hits) > 1:
+            raise UsageError(f"BOS {name} is in {self.where} as a tarball and as a raw LV: "
+                             f"say {name}:tar or {name}:raw")
+        return hits[0]
+
+    def bos(self, name: str) -> BosInfo:
+        e = self._bos_entry(name)
+        if e.format == "raw-lv":
+            return BosInfo(e.name, "raw", e.version, e.size, e.size)
+        factor = 3 if (e.compression or "none") != "none" else 1.1
+        return BosInfo(e.name, "tarball", e.version, e.size, int(e.size * factor))
+
+    def bos_tarball(self, name: str, dest: Path) -> Path:
+        return self.repo.read_image(self._bos_entry(name), dest)
+
+    def bos_raw_image(self, name: str, dest: Path) -> int:
+        e = self._bos_entry(name)
+        self.repo.read_image(e, dest)
+        return e.size
+
+    def _opp_entries(self) -> dict:
+        return {e.name: e for e in self.toc.opps}
+
+    def opps(self) -> dict[str, tuple[str, str]]:
+        return {n: (e.version, ", ".join(e.dependencies)) for n, e in self._opp_entries().items()}
+
+    def opp_size(self, name: str) -> int:
+        return self._opp_entries()[name].size * 3
+
+    def fetch_opp(self, name: str, dest_dir: Path) -> Path:
+        e = self._opp_entries()[name]
+        return self.repo.read_image(e, Path(dest_dir) / Path(e.file).name)

@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.scrollbar import ScrollBar
 from textual.worker import Worker, WorkerState
 
-from .messages import DisksLoaded
+from .messages import DisksLoaded, HealthLoaded
 from .widgets.vt import ascii_scrollbar_renderer, key_display
 
 THEMES = {False: ("textual-dark", "textual-light"), True: ("ansi-dark", "ansi-light")}
@@ -41,7 +41,8 @@ class SanbosApp(App[int]):
     ]
 
     def __init__(self, fabric: str | Path | None = None, *, disks: Iterable | None = None,
-                 vt: bool = False, keymap: dict[str, str] | None = None, light: bool = False) -> None:
+                 vt: bool = False, keymap: dict[str, str] | None = None, light: bool = False,
+                 registry: str | Path | None = None) -> None:
         super().__init__()
         self.fabric = Path(fabric) if fabric is not None else None
         self.injected = list(disks) if disks is not None else None
@@ -50,6 +51,7 @@ class SanbosApp(App[int]):
         self._keymap = dict(keymap or {})
         self._light = light
         self.boot_menu = None
+        self.registry_path = str(registry) if registry is not None else None
 
     # -- life cycle ---------------------------------------------------------
     @property
@@ -85,6 +87,37 @@ class SanbosApp(App[int]):
 
     def on_disks_loaded(self, message: DisksLoaded) -> None:
         self.all_disks = list(message.disks)
+        if self.boot_menu is not None:
+            self.boot_menu.set_disks(self.all_disks)
+        if self.injected is None and any(d.vg_name for d in self.all_disks):
+            self.load_health(list(self.all_disks))
+
+    @work(thread=True, exclusive=True, group="health", exit_on_error=False,
+          description="Reading boot-copy health")
+    def load_health(self, disks: list) -> None:
+        """Boot-copy health of every VG's disks (reads every copy; the listing does not)."""
+        try:
+            from core import bootcopy
+        except ImportError:
+            return
+        health: dict[str, str] = {}
+        problems: list[str] = []
+        for vg in sorted({d.vg_name for d in disks if d.vg_name}):
+            refs = [d.ref for d in disks if d.vg_name == vg]
+            try:
+                found = bootcopy.status(vg, refs)
+            except Exception as e:  # a VG that cannot be read has no known boot copies
+                problems.append(f"VG {vg}: {e}")
+                continue
+            if found:
+                for d in disks:
+                    if d.vg_name == vg:
+                        health[d.id] = found.get(d.id, "none")
+        self.post_message(HealthLoaded(health, problems))
+
+    def on_health_loaded(self, message: HealthLoaded) -> None:
+        for d in self.all_disks:
+            d.boot_copy = message.health.get(d.id, d.boot_copy or "none")
         if self.boot_menu is not None:
             self.boot_menu.set_disks(self.all_disks)
 

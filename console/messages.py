@@ -56,3 +56,11 @@ class ImportDone(Message):
     vg_name: str | None
     lines: list[str] = field(default_factory=list)
     members: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class HealthLoaded(Message):
+    """Boot-copy health per disk ID (``core.bootcopy.status``), for the listing."""
+
+    health: dict[str, str]
+    problems: list[str] = field(default_factory=list)

@@ -16,7 +16,7 @@ from textual.widgets import Footer, Static
 
 from core.units import human
 
-from ..widgets.disk_list import DiskHeader, DiskList, health_text, vg_text
+from ..widgets.disk_list import DiskHeader, DiskList, health_text
 
 BANNER = "SANBOS  Maintenance Mode  --  SAN install volume group boot"
 
@@ -24,11 +24,18 @@ VIEW_LABEL = {"boot": "Boot devices (install-VG disks)", "other": "Other disks (
 
 
 def split_views(disks: list) -> tuple[list, list]:
-    """(boot devices, other disks): members of a VG with boot copies, the rest."""
-    install_vgs = {d.vg_name for d in disks if d.vg_name and d.boot_copy is not None}
-    boot = [d for d in disks if d.vg_name in install_vgs]
-    other = [d for d in disks if d.vg_name not in install_vgs]
-    return boot, other
+    """(boot devices, other disks).
+
+    Boot devices are the install-VG disks that carry a boot copy (any
+    health).  Until boot-copy health is known (it is read in a worker after
+    the listing), every PV of a VG is offered, so selection never waits.
+    """
+    if any(d.boot_copy is not None for d in disks):
+        boot = [d for d in disks if d.boot_copy not in (None, "none")]
+    else:
+        boot = [d for d in disks if d.vg_name]
+    ids = {id(d) for d in boot}
+    return boot, [d for d in disks if id(d) not in ids]
 
 
 class BootMenuScreen(Screen):
@@ -137,8 +144,7 @@ class BootMenuScreen(Screen):
         busy = f"  IN USE: {d.in_use}" if d.in_use else ""
         detail.update(
             f"addr {', '.join(d.addresses) or '-'}  serial {d.serial or '-'}  {human(d.size)}\n"
-            f"WWN {d.wwn or '-'}  PV {d.pv_uuid or '-'}  VG {vg_text(d)}  "
-            f"boot copy {health_text(d.boot_copy)}{busy}")
+            f"PV {d.pv_uuid or '-'}  boot copy {health_text(d.boot_copy)}{busy}")
 
     def on_disk_list_selected(self, event: DiskList.Selected) -> None:
         disk = event.disk

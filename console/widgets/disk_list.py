@@ -31,7 +31,7 @@ def _norm(text: str) -> str:
 
 
 def health_text(boot_copy: str | None) -> str:
-    return {"ok": "ok", "bad": "BAD", "missing": "MISSING", "stale": "STALE"}.get(
+    return {"ok": "ok", "bad": "BAD", "missing": "MISSING", "stale": "STALE", "none": "-"}.get(
         boot_copy or "", (boot_copy or "-").upper() if boot_copy else "-")
 
 
@@ -104,12 +104,13 @@ class Columns:
                   fit(vg, self.vg_w), fit(boot, self.boot_w)]
         return fit(" ".join(parts), self.width)
 
-    def header(self) -> str:
-        return self.line("UNIQUE ID", "WWN", "SAN ADDRESS", "SIZE", "VG", "BOOT")
+    def header(self, status: str = "BOOT") -> str:
+        return self.line("UNIQUE ID", "WWN", "SAN ADDRESS", "SIZE", "VG", status)
 
-    def row(self, disk) -> str:
-        return self.line(disk.id, disk.wwn or "-", ",".join(disk.addresses) or "-", human(disk.size),
-                         vg_text(disk), health_text(disk.boot_copy))
+    def row(self, disk, status: str | None = None, mark: str = " ") -> str:
+        text = self.line(disk.id, disk.wwn or "-", ",".join(disk.addresses) or "-", human(disk.size),
+                         vg_text(disk), health_text(disk.boot_copy) if status is None else status)
+        return mark + text[1:]
 
 
 class DiskList(ScrollView, can_focus=True):
@@ -162,9 +163,15 @@ class DiskList(ScrollView, can_focus=True):
             self.shown = shown
             self.total = total
 
-    def __init__(self, *, empty_text: str = "No disks.", name: str | None = None,
+    def __init__(self, *, empty_text: str = "No disks.", status_header: str = "BOOT",
+                 status_fn=None, bad_fn=None, multi: bool = False, name: str | None = None,
                  id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
+        self.status_header = status_header
+        self.status_fn = status_fn
+        self.bad_fn = bad_fn or (lambda d: d.boot_copy in ("bad", "missing"))
+        self.multi = multi
+        self.marked: list = []
         self._all: list[DiskRow] = []
         self._shown: list[DiskRow] = []
         self._id_len = 36
@@ -174,7 +181,7 @@ class DiskList(ScrollView, can_focus=True):
     def set_disks(self, disks: Iterable) -> None:
         self._all = [DiskRow.of(d) for d in disks]
         self._id_len = max((len(r.disk.id) for r in self._all), default=12)
-        self._apply_filter(keep=None)
+        self._apply_filter(keep=self.highlighted)
 
     @property
     def disks(self) -> list:
@@ -267,8 +274,24 @@ class DiskList(ScrollView, can_focus=True):
         self.filter_text = ""
         return True
 
+    def toggle_mark(self) -> None:
+        disk = self.highlighted
+        if disk is None:
+            return
+        if any(m is disk for m in self.marked):
+            self.marked = [m for m in self.marked if m is not disk]
+        else:
+            self.marked.append(disk)
+        self.refresh()
+        self.post_message(self.Highlighted(self, disk))
+
     def on_key(self, event: events.Key) -> None:
         char = event.character
+        if self.multi and char == " ":
+            event.stop()
+            event.prevent_default()
+            self.toggle_mark()
+            return
         if char and event.is_printable and char not in self.RESERVED and len(char) == 1:
             event.stop()
             event.prevent_default()
@@ -292,9 +315,11 @@ class DiskList(ScrollView, can_focus=True):
         if index >= len(self._shown):
             return Strip.blank(width, base)
         disk = self._shown[index].disk
-        text = self.columns(width).row(disk)
+        status = self.status_fn(disk) if self.status_fn else None
+        mark = "*" if self.multi and any(m is disk for m in self.marked) else " "
+        text = self.columns(width).row(disk, status, mark)
         style = base
-        if disk.boot_copy in ("bad", "missing"):
+        if self.bad_fn(disk):
             style = style + self.get_component_rich_style("disk-list--bad")
         if index == self.cursor:
             style = style + self.get_component_rich_style("disk-list--cursor")
@@ -315,5 +340,5 @@ class DiskHeader(ScrollView):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         list_width = self.disk_list.scrollable_content_region.width or width
-        text = self.disk_list.columns(list_width).header() if y == 0 else ""
+        text = self.disk_list.columns(list_width).header(self.disk_list.status_header) if y == 0 else ""
         return Strip([Segment(fit(text, width), self.rich_style)], width)

@@ -1,0 +1,505 @@
+"""The maintenance flows and the generic way each one runs.
+
+Every flow walks the same building blocks: choose (target disks with their
+safety status, BOS/OPPs from the TOC), review a plan, confirm destructive
+steps by typing the target's ID, run the engine in a thread worker with a
+progress bar and a live log (Escape asks, then cancels at a safe point),
+then a result screen.  An engine failure becomes the error screen.
+
+The engine functions are looked up when a flow starts (``Engine``), so a
+build without one (e.g. no ``core.recover`` yet) shows "not available in
+this build" instead of failing or pretending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from core.units import human
+
+from .error import NotAvailableError
+
+# -- engine lookup ------------------------------------------------------------------
+
+
+def engine(path: str) -> tuple[Any | None, str]:
+    """``"core.bootcopy:verify"`` -> (callable or None, why it is missing)."""
+    module, _, name = path.partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        return None, f"{module} is not part of this build ({e})"
+    except Exception as e:  # a module that fails to load is not available either
+        return None, f"{module} could not be loaded ({type(e).__name__}: {e})"
+    fn = getattr(mod, name, None)
+    if fn is None:
+        return None, f"{module} has no {name}()"
+    return fn, ""
+
+
+def need(path: str, title: str) -> Any:
+    fn, why = engine(path)
+    if fn is None:
+        raise NotAvailableError(f"{title} is not available in this build: {why}")
+    return fn
+
+
+# -- context ------------------------------------------------------------------------
+
+
+@dataclass
+class FlowContext:
+    disk: Any                     # the selected boot device (DiskInfo)
+    disks: list                   # the whole listing
+    vg_name: str | None
+
+    @property
+    def members(self) -> list:
+        return [d for d in self.disks if d.vg_name == self.vg_name]
+
+    @property
+    def refs(self) -> list:
+        return [d.ref for d in self.members]
+
+    @property
+    def others(self) -> list:
+        return [d for d in self.disks if d.vg_name != self.vg_name]
+
+
+def import_install_vg(ctx: FlowContext) -> tuple[list[str], list]:
+    """Import (open read-only, shared locks) the install VG; lines for the step log."""
+    if not ctx.vg_name:
+        from core.errors import NotFoundError
+        raise NotFoundError(f"disk {ctx.disk.id} is not a PV of any VG; it cannot be a boot device")
+    open_vg = need("core.vg:open_vg", "Importing the install VG")
+    with open_vg(ctx.vg_name, ctx.refs, write=False, allow_exported=True) as vgo:
+        desc = vgo.describe()
+    lvs = [lv for lv in desc["lvs"] if lv.get("visible", True)]
+    lines = [f"VG {desc['name']} seqno {desc['seqno']}, {len(desc['pvs'])} PV(s)"
+             + (", EXPORTED" if desc.get("exported") else "") + " -- imported read-only",
+             "LVs: " + (", ".join(f"{lv['name']} ({lv['type']}, {human(lv['size'])}"
+                                  + (f", {lv['legs']} legs" if isinstance(lv.get('legs'), int) and lv['legs'] > 1 else "")
+                                  + ")" for lv in lvs) or "none")]
+    lines += [f"problem: {p}" for p in desc.get("problems", [])]
+    return lines, ctx.members
+
+
+# -- the generic run ------------------------------------------------------------------
+
+
+async def run_job(app, title: str, job, *, determinate: bool = True, after=None) -> Any:
+    """Progress screen, then the result or the error screen.  Returns the Outcome."""
+    from .error import ErrorScreen
+    from .progress import ProgressScreen
+    from .result import ResultScreen
+
+    outcome = await app.push_screen_wait(ProgressScreen(title, job, determinate=determinate))
+    if outcome.state == "error":
+        await app.push_screen_wait(ErrorScreen(outcome.error, title=f"{title} failed"))
+        return outcome
+    lines = list(outcome.lines)
+    if outcome.state == "cancelled":
+        lines += ["", "The operation stopped at a safe point; the steps before it are complete.",
+                  "Run it again to finish, or verify the disks."]
+    if outcome.log:
+        lines += ["", "Log:"] + [f"  {line}" for line in outcome.log[-200:]]
+    await app.push_screen_wait(ResultScreen(title, lines, ok=outcome.ok and outcome.clean,
+                                            cancelled=outcome.state == "cancelled"))
+    return outcome
+
+
+async def in_thread(app, title: str, fn: Callable, *args, **kwargs) -> Any:
+    """A short engine call (read the TOC, make a plan) off the UI thread; errors -> error screen."""
+    from .error import ErrorScreen
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except Exception as e:  # every failure becomes the error screen, never a traceback
+        await app.push_screen_wait(ErrorScreen(e, title=title))
+        return None
+
+
+async def not_available(app, error: NotAvailableError) -> None:
+    from .error import ErrorScreen
+    await app.push_screen_wait(ErrorScreen(error, title="Not available in this build"))
+
+
+# -- the flows ------------------------------------------------------------------------
+
+
+@dataclass
+class Flow:
+    id: str
+    key: str
+    title: str
+    description: str
+    needs: list[str] = field(default_factory=list)
+    runner: Callable[[Any, FlowContext], Awaitable[bool]] | None = None
+
+    def unavailable(self) -> str:
+        """Why this build cannot run the flow ("" when it can)."""
+        for path in self.needs:
+            fn, why = engine(path)
+            if fn is None:
+                return why
+        return ""
+
+    async def run(self, app, ctx: FlowContext) -> bool:
+        """Run the flow; True when disks may have changed."""
+        if app.all_disks:
+            ctx.disks = list(app.all_disks)
+        why = self.unavailable()
+        if why:
+            await not_available(app, NotAvailableError(f"{self.title} is not available in this build: {why}"))
+            return False
+        return bool(await self.runner(app, ctx))
+
+
+def _fabric(app) -> str | None:
+    return str(app.fabric) if app.fabric is not None else None
+
+
+# -- 1. BOS install (Figure 4) -----------------------------------------------------------
+
+def read_toc(ctx: FlowContext) -> tuple[list, list]:
+    open_install_vg = need("core.install:open_install_vg", "Reading the repository")
+    with open_install_vg(ctx.vg_name, ctx.disks) as (_vgo, repo):
+        toc = repo.toc()
+        return list(toc.bos()), list(toc.opps())
+
+
+def toc_item(entry) -> Any:
+    from .choice import Item
+    deps = f"; needs {', '.join(entry.dependencies)}" if entry.dependencies else ""
+    return Item(entry.name, f"{entry.name:<20} {entry.version:<12} {entry.format:<7} {human(entry.size):>6}",
+                (entry.description or "(no description)") + deps)
+
+
+async def install_flow(app, ctx: FlowContext) -> bool:
+    from .choice import ChoiceScreen
+    from .confirm import ConfirmScreen
+    from .plan import PlanScreen
+    from .target import TargetScreen
+
+    install = need("core.install:install", "Install BOS")
+    plan_install = need("core.install:plan_install", "Install BOS")
+    toc = await in_thread(app, "Could not read the install repository", read_toc, ctx)
+    if toc is None:
+        return False
+    boses, opps = toc
+    if not boses:
+        from core.errors import NotFoundError
+
+        from .error import ErrorScreen
+        await app.push_screen_wait(ErrorScreen(
+            NotFoundError(f"install VG {ctx.vg_name}: the repository holds no BOS image; add one with "
+                          f"'sanbos bos add'"), title="Nothing to install"))
+        return False
+    pick = await app.push_screen_wait(ChoiceScreen("Install BOS: choose the BOS", "BOS images in the TOC "
+                                                   f"of {ctx.vg_name}:", [toc_item(b) for b in boses]))
+    if not pick:
+        return False
+    bos = pick[0]
+    chosen: list[str] = []
+    if opps:
+        chosen = await app.push_screen_wait(ChoiceScreen(
+            "Install BOS: choose OPPs", "Optional products to install with it (Space marks, F9 done):",
+            [toc_item(o) for o in opps], multi=True, allow_none=True))
+        if chosen is None:
+            return False
+    targets = await app.push_screen_wait(TargetScreen("Install BOS: choose the target disk", ctx.others,
+                                                      purpose="target disk for the new root VG"))
+    if not targets:
+        return False
+    target = targets[0]
+    plan = await in_thread(app, "The install cannot go ahead", plan_install, ctx.vg_name, bos, target.id,
+                           chosen, fabric=_fabric(app))
+    if plan is None:
+        return False
+    steps = str(plan).splitlines()[1:] + [
+        f"write GPT, root VG and LVs on {target.id}",
+        "lay down the BOS and the OPPs, build the boot image, install GRUB (BIOS and UEFI)",
+        f"release install VG {ctx.vg_name} (read-only throughout)"]
+    if not await app.push_screen_wait(PlanScreen(f"Install {bos} onto {target.id}", [s.strip() for s in steps],
+                                                 destructive=True)):
+        return False
+    if not await app.push_screen_wait(ConfirmScreen(target.id, f"Install BOS {bos} onto disk {target.id}.")):
+        return False
+
+    def job(rep) -> list[str]:
+        res = install(ctx.vg_name, bos, target.id, chosen, fabric=_fabric(app), progress=rep.progress)
+        return str(res).splitlines()
+
+    await run_job(app, f"Install {bos} onto {target.id}", job)
+    return True
+
+
+# -- 2. recover a root VG (Figure 5) -------------------------------------------------------
+
+async def recover_flow(app, ctx: FlowContext) -> bool:
+    from .confirm import ConfirmScreen
+    from .plan import PlanScreen
+    from .target import TargetScreen
+
+    recover = need("core.recover:recover", "Recover root VG")
+    check = engine("core.recover:check_rootvg")[0]
+    roots = [d for d in ctx.others if d.vg_name]
+    chosen = await app.push_screen_wait(TargetScreen("Recover root VG: choose the root disk", roots or ctx.others,
+                                                     purpose="root-VG disk to recover", safety=False))
+    if not chosen:
+        return False
+    root = chosen[0]
+    steps = [f"import the root VG on {root.id}"]
+    if check is not None:
+        report = await in_thread(app, "Could not check the root VG", call, check, rootvg=root.id,
+                                 fabric=_fabric(app))
+        if report is None:
+            return False
+        steps += [f"found: {line}" for line in str(report).splitlines()]
+    steps += ["rebuild its boot image and boot loader from its own root file system "
+              f"(or from install VG {ctx.vg_name})", "leave the user data untouched"]
+    if not await app.push_screen_wait(PlanScreen(f"Recover the root VG on {root.id}", steps, destructive=True)):
+        return False
+    if not await app.push_screen_wait(ConfirmScreen(root.id, f"Rebuild the boot side of disk {root.id}.")):
+        return False
+
+    def job(rep) -> list[str]:
+        return str(call(recover, from_vg=ctx.vg_name, rootvg=root.id, fabric=_fabric(app),
+                        progress=rep.progress)).splitlines()
+
+    await run_job(app, f"Recover root VG on {root.id}", job)
+    return True
+
+
+def call(fn: Callable, **kwargs) -> Any:
+    """Call an engine function with the keyword arguments it accepts."""
+    import inspect
+    params = inspect.signature(fn).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return fn(**kwargs)
+    return fn(**{k: v for k, v in kwargs.items() if k in params})
+
+
+# -- 3. add OPPs (Figure 6) -----------------------------------------------------------------
+
+def _check_files(text: str) -> str | None:
+    missing = [f for f in text.split() if not Path(f).is_file()]
+    return f"No such file: {', '.join(missing)}" if missing else None
+
+
+async def opps_flow(app, ctx: FlowContext) -> bool:
+    from .ask_text import AskTextScreen
+    from .plan import PlanScreen
+
+    add_opps = need("core.repo:add_opps", "Add OPPs")
+    inspect_opp = need("core.repo:inspect_opp", "Add OPPs")
+    text = await app.push_screen_wait(AskTextScreen(
+        "Add OPPs", "OPP image files to add (Debian packages or tarballs), separated by spaces:",
+        validate=_check_files))
+    if not text:
+        return False
+    files = text.split()
+    entries = await in_thread(app, "Cannot add these OPPs", lambda: [inspect_opp(f) for f in files])
+    if entries is None:
+        return False
+    steps = [f"read and check {len(files)} file(s) (metadata, name, duplicates, space); nothing written yet"]
+    steps += [f"  {e.name} {e.version} ({e.format}, {human(e.size)})"
+              + (f" needs {', '.join(e.dependencies)}" if e.dependencies else "") for e in entries]
+    steps += [f"import install VG {ctx.vg_name} if exported, open it exclusively",
+              "write the images into the repository on every instlv leg and read them back",
+              "update the TOC, close the repository, export the VG again"]
+    if not await app.push_screen_wait(PlanScreen(f"Add {len(files)} OPP(s) to {ctx.vg_name}", steps)):
+        return False
+
+    def job(rep) -> list[str]:
+        added = add_opps(ctx.vg_name, ctx.refs, files, progress=rep.progress)
+        return [f"added {e.name} {e.version} ({e.format}, {human(e.size)}) sha256 {e.sha256[:16]}..."
+                for e in added]
+
+    await run_job(app, f"Add OPPs to {ctx.vg_name}", job)
+    return True
+
+
+# -- 4. boot copies -------------------------------------------------------------------------
+
+def _health_update(app, ctx: FlowContext, report) -> None:
+    health = report.health()
+    for d in ctx.disks:
+        if d.id in health:
+            d.boot_copy = health[d.id]
+
+
+async def bootcopies_flow(app, ctx: FlowContext) -> bool:
+    from .ask_text import AskTextScreen
+    from .choice import ChoiceScreen, Item
+    from .confirm import ConfirmScreen
+    from .plan import PlanScreen
+    from .target import TargetScreen
+
+    actions = [
+        Item("verify", "Verify every boot copy", "Read every copy in full and compare it with the recorded "
+             "SHA-256; check GRUB on every boot disk. Writes nothing."),
+        Item("repair", "Repair bad copies", "Rewrite bad or stale copies from a good one, read them back, "
+             "reinstall GRUB where it is missing."),
+        Item("add", "Mirror onto more disks", "Make more disks of the VG boot disks: a new copy each, "
+             "appended to the boot order; GRUB on every boot disk."),
+        Item("replace", "Replace the boot image", "Write a new maintenance boot image onto every copy."),
+    ]
+    for it in actions:
+        fn, why = engine(f"core.bootcopy:{it.id}")
+        if fn is None:
+            it.label += "   (not available in this build)"
+            it.description += f"\nNot available: {why}"
+    pick = await app.push_screen_wait(ChoiceScreen(f"Boot copies of {ctx.vg_name}", "Choose an action:", actions))
+    if not pick:
+        return False
+    action = pick[0]
+    fn = need(f"core.bootcopy:{action}", f"Boot copies: {action}")
+
+    if action == "verify":
+        result = {}
+
+        def job(rep) -> list[str]:
+            report = fn(ctx.vg_name, ctx.refs, progress=rep.progress)
+            result["report"] = report
+            rep.clean = report.ok
+            lines = str(report).splitlines()
+            return lines + ([] if report.ok else ["", "Choose 'Repair bad copies' to fix them."])
+
+        await run_job(app, f"Verify boot copies of {ctx.vg_name}", job)
+        if "report" in result:
+            _health_update(app, ctx, result["report"])
+        return True
+
+    if action == "repair":
+        steps = ["read every copy in full and hash it", "rewrite every bad or stale copy from a good copy",
+                 "read each rewritten copy back", "reinstall GRUB on boot disks where it is missing"]
+        if not await app.push_screen_wait(PlanScreen(f"Repair boot copies of {ctx.vg_name}", steps)):
+            return False
+
+        def job(rep) -> list[str]:
+            report = fn(ctx.vg_name, ctx.refs, progress=rep.progress)
+            rep.clean = report.ok
+            return str(report).splitlines()
+
+        await run_job(app, f"Repair boot copies of {ctx.vg_name}", job)
+        return True
+
+    if action == "add":
+        status = need("core.bootcopy:status", "Boot copies")
+        health = await in_thread(app, "Could not read the boot copies", status, ctx.vg_name, ctx.refs)
+        if health is None:
+            return False
+        candidates = [d for d in ctx.members if d.id not in health]
+        chosen = await app.push_screen_wait(TargetScreen(
+            f"Mirror the boot image onto more disks of {ctx.vg_name}", candidates, multi=True,
+            purpose="new boot disks", safety=False))
+        if not chosen:
+            return False
+        ids = [d.id for d in chosen]
+        steps = [f"copy the boot image from a good copy onto {i} and read it back" for i in ids]
+        steps += ["append the new copies to the boot order", "install GRUB on every boot disk"]
+        if not await app.push_screen_wait(PlanScreen(f"Mirror onto {len(ids)} more disk(s)", steps)):
+            return False
+
+        def job(rep) -> list[str]:
+            return str(fn(ctx.vg_name, ctx.refs, ids, progress=rep.progress)).splitlines()
+
+        await run_job(app, f"Mirror boot copies of {ctx.vg_name}", job)
+        return True
+
+    # replace
+    image = await app.push_screen_wait(AskTextScreen(
+        "Replace the boot image", "The new maintenance boot image (sanbos bootimage build -o FILE):",
+        validate=lambda t: None if Path(t).is_file() else f"No such file: {t}"))
+    if not image:
+        return False
+    steps = [f"check that {image} is a boot image ({human(os.path.getsize(image))}) and fits",
+             f"write it onto every boot copy of {ctx.vg_name}, one at a time, each read back and recorded",
+             "reinstall GRUB on every boot disk"]
+    if not await app.push_screen_wait(PlanScreen(f"Replace the boot image of {ctx.vg_name}", steps,
+                                                 destructive=True, note="Every boot copy is overwritten.")):
+        return False
+    if not await app.push_screen_wait(ConfirmScreen(ctx.vg_name, f"Replace every boot copy of VG {ctx.vg_name} "
+                                                    f"with {image} (type the VG name).")):
+        return False
+
+    def job(rep) -> list[str]:
+        return str(fn(ctx.vg_name, ctx.refs, image, progress=rep.progress)).splitlines()
+
+    await run_job(app, f"Replace the boot image of {ctx.vg_name}", job)
+    return True
+
+
+# -- 5. boot lists ------------------------------------------------------------------------
+
+async def bootlists_flow(app, ctx: FlowContext) -> bool:
+    from .bootlist import BootListScreen
+    from .choice import ChoiceScreen, Item
+
+    Registry = need("core.registry:Registry", "Boot lists")
+    reg = await in_thread(app, "Could not open the registry", Registry, app.registry_path,
+                          inventory=[d.id for d in ctx.disks])
+    if reg is None:
+        return False
+    try:
+        machines = await in_thread(app, "Could not read the registry", reg.list_machines)
+        if machines is None:
+            return False
+        if not machines:
+            from core.errors import NotFoundError
+            from .error import ErrorScreen
+            await app.push_screen_wait(ErrorScreen(NotFoundError(
+                f"the registry {reg.path} has no machines yet"), title="No machines"))
+            return False
+        items = [Item(m.id, f"{m.id:<36} {m.name:<16} {m.boot_type}", "") for m in machines]
+        pick = await app.push_screen_wait(ChoiceScreen("Boot lists: choose the machine",
+                                                       f"Machines in {reg.path}:", items))
+        if not pick:
+            return False
+        mid = pick[0]
+        modes = [Item(m, m, f"the {m} boot list") for m in ("normal", "install", "maintenance")]
+        mode = await app.push_screen_wait(ChoiceScreen(f"Boot lists of {mid}", "Which boot mode?", modes))
+        if not mode:
+            return False
+        mode = mode[0]
+        devices = await in_thread(app, "Could not read the boot list", reg.device_list, mid, "boot", mode)
+        if devices is None:
+            return False
+        new = await app.push_screen_wait(BootListScreen(mid, mode, devices, ctx.disks))
+        if new is None:
+            return False
+        saved = await in_thread(app, "Could not save the boot list", reg.set_list, mid, "boot", new, mode,
+                                actor="console")
+        if saved is None:
+            return False
+        from .result import ResultScreen
+        await app.push_screen_wait(ResultScreen(f"Boot list of {mid} ({mode})",
+                                                ["saved:"] + [f"  {i}. {d.line()}" for i, d in enumerate(saved, 1)]))
+        return False
+    finally:
+        reg.close()
+
+
+MENU = [
+    Flow("install", "1", "Install BOS onto a target disk",
+         "Figure 4: a root VG on a blank target disk with the BOS and chosen OPPs, and its boot loader.",
+         ["core.install:install", "core.install:plan_install", "core.install:open_install_vg"], install_flow),
+    Flow("recover", "2", "Recover a root VG",
+         "Figure 5: import a broken root VG and rebuild its boot image and boot loader.",
+         ["core.recover:recover"], recover_flow),
+    Flow("opps", "3", "Add OPPs to the install VG",
+         "Figure 6: import, write the OPP images, update the TOC, export.",
+         ["core.repo:add_opps", "core.repo:inspect_opp"], opps_flow),
+    Flow("bootcopies", "4", "Boot copies: verify, repair, mirror, replace",
+         "The maintenance boot image on every boot disk: check or fix the copies, add boot disks, "
+         "install a new image.", ["core.bootcopy:verify"], bootcopies_flow),
+    Flow("bootlists", "5", "Boot lists (per machine and mode)",
+         "View, reorder and save a machine's ordered boot devices for each boot mode.",
+         ["core.registry:Registry"], bootlists_flow),
+]
+BY_ID = {f.id: f for f in MENU}

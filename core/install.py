@@ -1064,3 +1064,103 @@ class RepoSource(Source):
     def fetch_opp(self, name: str, dest_dir: Path) -> Path:
         e = self._opp_entries()[name]
         return self.repo.read_image(e, Path(dest_dir) / Path(e.file).name)
+
+
+# ---------------------------------------------------------------------------
+# products on an installed system (seed paragraph 0056)
+
+def _installed(root: ext4.Target) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    try:
+        names = ext4.listdir(root, OPP_DIR)
+    except SanbosError:
+        return out
+    for n in sorted(names):
+        try:
+            first = ext4.read_file(root, f"{OPP_DIR}/{n}").decode(errors="replace").splitlines()
+        except SanbosError:
+            continue
+        version, _, summary = (first[0] if first else "").partition(" ")
+        rec = {"name": n, "version": version, "summary": summary.strip()}
+        for line in first[1:]:
+            k, _, v = line.partition(":")
+            if k.strip() in ("source", "installed"):
+                rec[k.strip()] = v.strip()
+        try:
+            ctl = _parse_control(ext4.read_file(root, f"{INFO_DIR}/{n}.control").decode(errors="replace"))
+            rec["depends"] = ctl.get("Depends", "")
+        except SanbosError:
+            rec["depends"] = ""
+        out[n] = rec
+    return out
+
+
+def installed_opps(target: str, *, fabric: str | os.PathLike[str] | None = None) -> list[dict]:
+    """The OPPs recorded in the installed system on root VG disk ``target``."""
+    from . import vg
+    from .recover import find_root_vg
+    d, name = find_root_vg(target, fabric)
+    with vg.open_vg(name, [d.ref], write=False, allow_exported=True) as rvg:
+        return list(_installed(_root_target(rvg)).values())
+
+
+@dataclass
+class OppInstallResult:
+    target: str
+    root_vg: str
+    installed: list[dict]
+    skipped: list[str]
+
+    def __str__(self) -> str:
+        done = ", ".join(f"{r['name']} {r['version']}" for r in self.installed) or "nothing new"
+        skip = f"; already installed: {', '.join(self.skipped)}" if self.skipped else ""
+        return f"{self.target} ({self.root_vg}): installed {done}{skip}"
+
+
+def opp_install(from_vg: str, target: str, names: Sequence[str], *,
+                fabric: str | os.PathLike[str] | None = None, dry_run: bool = False,
+                progress: Progress | None = None) -> OppInstallResult | list[OppChoice]:
+    """Install more products onto an installed system: import the install VG
+    (read-only), install ``names`` (and what they need) into the target's root
+    VG, release the install VG.  Dependencies are checked before anything is
+    written; a dry run returns the chosen OPPs."""
+    from . import vg
+    from .recover import find_root_vg
+    progress = progress or _noprogress
+    if not names:
+        raise UsageError("name at least one OPP to install")
+    disks = _disks(fabric)
+    d, rvg_name = find_root_vg(target, fabric)
+    with open_install_vg(from_vg, disks) as (ivg, repo_obj):
+        src = RepoSource(ivg, repo_obj)
+        progress(f"install VG {from_vg} imported read-only", 0.05)
+        with vg.open_vg(rvg_name, [d.ref], write=not dry_run, allow_exported=True) as rvg:
+            root = _root_target(rvg)
+            have = _installed(root)
+            want = [n for n in names if not (n in have and n in src.opps() and have[n]["version"] == src.opps()[n][0])]
+            skipped = [n for n in names if n not in want]
+            for n in names:
+                if n not in src.opps():
+                    resolve_opps(src.opps(), [n], {}, where=src.where)  # raises NotFoundError naming it
+            choices = resolve_opps(src.opps(), want, {k: v["version"] for k, v in have.items()},
+                                   where=src.where) if want else []
+            if dry_run:
+                return choices
+            records = []
+            with tempfile.TemporaryDirectory(prefix="sanbos-oppinst.") as tmp:
+                tmp = Path(tmp)
+                staging = tmp / "root"
+                staging.mkdir()
+                (tmp / "opps").mkdir()
+                for i, o in enumerate(choices):
+                    f = src.fetch_opp(o.name, tmp / "opps")
+                    records.append(unpack_opp(f, staging, source=f"{from_vg}:{f.name}"))
+                    progress(f"{o.name} {o.version} unpacked", 0.1 + 0.5 * (i + 1) / max(1, len(choices)))
+                if records:
+                    copy_tree_into(root, staging, progress=progress)
+            ok, out = ext4.fsck(root)
+            if not ok:
+                raise ToolError(f"{rvg_name}/{ROOT_LV} on {d.id}: e2fsck found problems after the OPP install: "
+                                + " / ".join(out.strip().splitlines()[-3:]))
+    progress(f"install VG {from_vg} released", 1.0)
+    return OppInstallResult(d.id, rvg_name, records, skipped)

@@ -89,7 +89,7 @@ def describe(parts: list[Partition]) -> str:
         f"size {p.size:>12} ({human(p.size)})  type {p.type_guid}" for p in parts)
 
 
-def summary(parts: list[Partition] | None) -> str:
+def summary(parts) -> str:
     """Short layout summary for a table column: ``bios 1M,esp 32M,lvm 29M``."""
     if parts is None:
         return "-"

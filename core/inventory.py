@@ -85,11 +85,8 @@ class DiskInfo:
     def layout(self) -> str:
         """Partition layout summary: ``bios 1M,esp 32M,lvm 29M``, ``-`` without a table."""
         if self.table == "gpt":
-            if not self.partitions:
-                return "gpt (empty)"
-            from .units import human
-            short = {"bios_grub": "bios"}
-            return ",".join(f"{short.get(p.kind, p.kind)} {human(p.size)}" for p in self.partitions)
+            from .gpt import summary
+            return summary(self.partitions)
         if self.table == "mbr":
             return "mbr"
         return "-"

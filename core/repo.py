@@ -325,6 +325,11 @@ def _tar_compression(path: Path) -> str:
     return "none"
 
 
+def _one_line(e: object) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) < 200 else text[:197] + "..."
+
+
 def _read_tar(path: Path, what: str) -> dict[str, bytes]:
     """Read every member of a tarball (checks it is whole); return small metadata members."""
     wanted = {"sanbos-opp.toml", "etc/sanbos-bos", "etc/os-release"}
@@ -345,10 +350,11 @@ def _read_tar(path: Path, what: str) -> dict[str, bytes]:
             if count == 0:
                 raise FormatError(f"{path}: empty tar archive, not a {what}")
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise FormatError(f"{path}: not a readable tar archive ({e}); the {what} is corrupt") from None
+        raise FormatError(f"{path}: not a readable tar archive ({_one_line(e)}); the {what} is corrupt") from None
     except Exception as e:  # lzma/bz2 errors surface as their own types
         if type(e).__name__ in ("LZMAError", "BadGzipFile") or isinstance(e, ValueError):
-            raise FormatError(f"{path}: not a readable tar archive ({e}); the {what} is corrupt") from None
+            raise FormatError(f"{path}: not a readable tar archive ({_one_line(e)}); "
+                              f"the {what} is corrupt") from None
         raise
     return found
 
@@ -358,7 +364,9 @@ def _deb_fields(path: Path) -> dict[str, str]:
         res = run(["dpkg-deb", "-f", str(path)], what=f"dpkg-deb -f {path.name}")
         run(["dpkg-deb", "--fsys-tarfile", str(path)], what=f"dpkg-deb --fsys-tarfile {path.name}")
     except ToolError as e:
-        raise FormatError(f"{path}: not a valid Debian package ({e.output.strip().splitlines()[-1] if e.output.strip() else e})") from None
+        detail = e.output.strip().splitlines()[-1] if e.output.strip() else str(e)
+        raise FormatError(f"{path}: not a valid Debian package ({_one_line(detail)}); "
+                          "dpkg-deb cannot read it (corrupt or truncated?)") from None
     fields: dict[str, str] = {}
     key = None
     for line in res.stdout.decode(errors="replace").splitlines():
@@ -396,6 +404,9 @@ def inspect_opp(path: str | os.PathLike[str]) -> TocEntry:
         fname = f"{name}_{version.replace(':', '%3a')}_{arch}.deb"
         fmt, comp = "deb", ""
     else:
+        if _tar_compression(p) == "none" and not tarfile.is_tarfile(p):
+            raise FormatError(f"{p}: neither a Debian package nor an OPP tarball "
+                              "(sanbos opp add takes .deb files and tarballs with a sanbos-opp.toml member)")
         members = _read_tar(p, "OPP tarball")
         meta = members.get("sanbos-opp.toml")
         if meta is None:
@@ -403,7 +414,7 @@ def inspect_opp(path: str | os.PathLike[str]) -> TocEntry:
         try:
             m = tomllib.loads(meta.decode())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise FormatError(f"{p}: sanbos-opp.toml is not valid TOML ({e})") from None
+            raise FormatError(f"{p}: sanbos-opp.toml is not valid TOML ({_one_line(e)})") from None
         name, version = m.get("name"), m.get("version")
         if not isinstance(name, str) or not isinstance(version, str):
             raise FormatError(f"{p}: sanbos-opp.toml needs string 'name' and 'version'")

@@ -85,8 +85,22 @@ def _unique_disks(targets: list[MdaTarget]) -> list[Disk]:
 
 
 def _sync(disks: list[Disk]) -> None:
-    for d in disks:
-        d.fsync()
+    """Flush every disk (data only, like fdatasync), in parallel: each step of
+    the protocol must be on stable storage everywhere before the next starts."""
+    if len(disks) == 1:
+        _sync_one(disks[0])
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(16, len(disks))) as pool:
+        list(pool.map(_sync_one, disks))
+
+
+def _sync_one(disk: Disk) -> None:
+    try:
+        os.fdatasync(disk.fd)
+    except OSError as e:
+        from ..errors import DiskError
+        raise DiskError(f"{disk.name}: flush failed: {e.strerror}") from None
 
 
 def init_mda(disk: Disk, pv_offset: int, start: int, size: int, where: str) -> MDAHeader:

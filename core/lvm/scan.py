@@ -176,7 +176,7 @@ def _read_mda(disk: Disk, loc: PVLoc, index: int, moff: int, msize: int | None) 
         if hdr.slot0.empty:
             return m
         m.text = read_text(lambda o, n: disk.read(loc.offset + o, n), hdr, hdr.slot0, where)
-        m.vg = parse_vg(m.text, where)
+        m.vg = _parse_cached(m.text, where)
     except MetadataError as e:
         m.defect = str(e)
     except DiskError as e:
@@ -184,6 +184,22 @@ def _read_mda(disk: Disk, loc: PVLoc, index: int, moff: int, msize: int | None) 
     except (ValueError, RecursionError, UnicodeError, OverflowError) as e:  # never escape raw
         m.defect = f"{where}: unreadable metadata ({type(e).__name__})"
     return m
+
+
+_TREE_CACHE: dict[bytes, dict] = {}
+
+
+def _parse_cached(text: bytes, where: str) -> VG:
+    """Every mda of a VG holds the same text: parse it once (the tree is cached,
+    the VG model is built fresh for each copy)."""
+    from . import text as lvmtext
+    tree = _TREE_CACHE.get(text)
+    if tree is None:
+        tree = lvmtext.parse(text, where)
+        if len(_TREE_CACHE) > 256:
+            _TREE_CACHE.clear()
+        _TREE_CACHE[text] = tree
+    return VG.from_tree(tree, where)
 
 
 def find_pvs(disk: Disk, ref: DiskRef) -> list[PVLoc]:

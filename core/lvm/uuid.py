@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 
 from ..errors import MetadataError
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!#"
 _VALID = frozenset(ALPHABET)
 _GROUPS = (6, 4, 4, 4, 4, 4, 6)
+_VALID_RE = re.compile(r"[0-9a-zA-Z!#]{32}")
 
 
 def generate() -> str:
@@ -17,7 +19,7 @@ def generate() -> str:
 
 
 def is_valid(raw: str) -> bool:
-    return len(raw) == 32 and all(c in _VALID for c in raw)
+    return isinstance(raw, str) and _VALID_RE.fullmatch(raw) is not None
 
 
 def normalize(text: str, what: str = "UUID") -> str:

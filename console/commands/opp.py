@@ -8,6 +8,7 @@ import sys
 
 from core import repo
 from core import vg as vgops
+from core.errors import UsageError
 from core.units import human
 
 
@@ -28,9 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--quiet", "-q", action="store_true")
     a.set_defaults(func=_add)
 
-    l = osub.add_parser("list", help="the OPPs in the repository's table of contents")
+    l = osub.add_parser("list", help="the OPPs in the repository's table of contents (or, with --target, "
+                        "those installed on a system)")
     fabric_arg(l)
-    l.add_argument("vg", metavar="VG")
+    l.add_argument("vg", metavar="VG", nargs="?")
+    l.add_argument("--target", metavar="ID", help="list the OPPs installed in this root VG disk's system")
     l.add_argument("--json", action="store_true")
     l.set_defaults(func=_list)
 
@@ -40,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("name", metavar="NAME")
     r.add_argument("--quiet", "-q", action="store_true")
     r.set_defaults(func=_remove)
+
+    from console.commands import oppinstall   # sanbos opp install (products onto an installed system)
+    oppinstall.register_opp(osub)
 
 
 def _disks(args: argparse.Namespace):
@@ -59,6 +65,11 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.target:
+        from console.commands import oppinstall
+        return oppinstall.list_target(args)
+    if not args.vg:
+        raise UsageError("say which install VG (opp list VG), or --target ID for an installed system")
     with vgops.open_vg(args.vg, _disks(args), write=False) as vg:
         toc = repo.toc(vg)
     opps = toc.opps

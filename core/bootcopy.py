@@ -556,10 +556,6 @@ def add(vg_name: str, disks: Sequence[DiskRef], new: Sequence[str], *,
     """Make more disks boot disks: a new bootlv leg each (copied from a good
     copy and read back), appended to the boot order; GRUB on every boot disk."""
     p = progress or _noprogress
-    before = verify(vg_name, disks, check_grub=False, progress=lambda m, f: p(m, 0.2 * f))
-    good = [c for c in before.copies if c.status == "ok"]
-    if not good:
-        raise FormatError(f"VG {vg_name}: no good boot copy to copy from; run 'bootcopy repair' first")
     with vgmod.open_vg(vg_name, disks, write=False) as vgo:
         rec = _record(vgo)
         targets = []
@@ -574,6 +570,10 @@ def add(vg_name: str, disks: Sequence[DiskRef], new: Sequence[str], *,
                 raise SpaceError(f"disk {ref.id}: a boot copy needs {human(need * vgo.vg.extent_bytes)}, "
                                  f"the PV has {human(vgo.vg.free_extents(pv.name) * vgo.vg.extent_bytes)} free")
             targets.append(ref.id)
+    before = verify(vg_name, disks, check_grub=False, progress=lambda m, f: p(m, 0.2 * f))
+    good = [c for c in before.copies if c.status == "ok"]
+    if not good:
+        raise FormatError(f"VG {vg_name}: no good boot copy to copy from; run 'bootcopy repair' first")
     with vgmod.open_vg(vg_name, disks, write=True) as vgo:
         if vgo.lv(BOOT_LV).segments[0].base_type != "raid1":
             p(f"converting {BOOT_LV} to raid1", 0.22)

@@ -40,8 +40,6 @@ ESP_START, ESP_SIZE = 2 * MiB, 32 * MiB
 LVM_START = 34 * MiB
 #: smallest LVM partition the layout accepts (room for a PV's metadata and extents)
 MIN_LVM_SIZE = 8 * MiB
-#: the backup GPT (header + 128 entries) takes the last 33 sectors
-_BACKUP_GPT_BYTES = 33 * 512
 #: smallest disk the layout fits on
 MIN_DISK_SIZE = LVM_START + MIN_LVM_SIZE + MiB
 
@@ -68,9 +66,18 @@ class Partition:
         return self.start + self.size
 
 
-def plan_layout(size: int) -> list[Partition]:
-    """The install-VG layout for a disk of ``size`` bytes (nothing is written)."""
-    lvm_end = align_down(size - _BACKUP_GPT_BYTES, ALIGN)
+def _backup_bytes(sector: int) -> int:
+    """Bytes the backup GPT takes at the end: 128 entries of 128 bytes plus the header sector."""
+    return sector + -(-128 * 128 // sector) * sector
+
+
+def plan_layout(size: int, sector_size: int = 512) -> list[Partition]:
+    """The install-VG layout for a disk of ``size`` bytes (nothing is written).
+
+    ``sector_size`` is the logical sector size (4096 on 4Kn disks); it only
+    changes how much room the backup GPT needs at the end.
+    """
+    lvm_end = align_down(size - _backup_bytes(sector_size), ALIGN)
     if size < MIN_DISK_SIZE or lvm_end - LVM_START < MIN_LVM_SIZE:
         raise SpaceError(
             f"disk of {human(size)} ({size} bytes) is too small for the install-VG layout: "
@@ -150,7 +157,7 @@ def apply_layout(disk: Disk) -> list[Partition]:
     ss = sector_size(disk)
     if ss != 512 and ALIGN % ss:
         raise DiskError(f"{disk.name}: unsupported logical sector size {ss}")
-    plan = plan_layout(disk.size)
+    plan = plan_layout(disk.size, ss)
 
     # 1. clear old signatures the new table will not cover
     _wipe_nonzero(disk, 0, 1 * MiB)                        # MBR, GPT, LVM label, fs superblocks, btrfs

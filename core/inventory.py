@@ -159,7 +159,7 @@ def _peek_vg(pread, pv_off: int, pv_head: bytes, label_off: int, name: str) -> t
     return m.group(1).decode(), (u.group(1).decode() if u else None), "vg"
 
 
-def _peek(fd: int, size: int, name: str) -> _Peek:
+def _peek(fd: int, size: int, name: str, sector: int = 512) -> _Peek:
     from . import gpt, safety
     pk = _Peek()
 
@@ -171,10 +171,10 @@ def _peek(fd: int, size: int, name: str) -> _Peek:
     head = pread(0, HEAD)
     toff = max(len(head), size - TAIL)
     tail = pread(toff, size - toff) if toff < size else b""
-    pk.sigs = safety.probe(head, size, tail, toff)
+    pk.sigs = safety.probe(head, size, tail, toff, sector)
     kinds = {s.kind for s in pk.sigs}
     try:
-        parts = gpt.parse_table(head, size, read=pread, name=name)
+        parts = gpt.parse_table(head, size, read=pread, sector=sector, name=name)
     except FormatError as e:
         parts = None
         pk.problems.append(str(e))
@@ -201,6 +201,14 @@ def _peek(fd: int, size: int, name: str) -> _Peek:
             if pk.pv_state == "damaged":
                 pk.problems.append(f"{name}: PV {lab.pv_uuid} has a damaged metadata area header")
     return pk
+
+
+def _sector_size(fd: int) -> int:
+    import fcntl
+    try:
+        return struct.unpack("<i", fcntl.ioctl(fd, 0x1268, b"\0" * 4))[0] or 512   # BLKSSZGET
+    except OSError:
+        return 512
 
 
 _SANBOS_NAMES = ("sanbos-bios", "sanbos-esp", "sanbos-lvm")
@@ -245,6 +253,7 @@ def _probe_path(info: DiskInfo) -> None:
         return
     try:
         size = info.size or os.lseek(fd, 0, os.SEEK_END)
+        sector = 512
         if info.kind != "image":
             # a shared SAN disk may have been written by another host (or an image
             # under a loop device written directly): drop cached pages, read fresh
@@ -252,7 +261,8 @@ def _probe_path(info: DiskInfo) -> None:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             except OSError:
                 pass
-        _classify(info, _peek(fd, size, info.id))
+            sector = _sector_size(fd)
+        _classify(info, _peek(fd, size, info.id, sector))
     except OSError as e:
         info.membership = "unknown"
         info.problems.append(f"{info.id}: read error on {info.path}: {e.strerror}")

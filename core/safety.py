@@ -130,11 +130,12 @@ def _mbr(head: bytes) -> Signature | None:
     return Signature("mbr", 0, f"an MBR (DOS) partition table with {len(types)} partition(s)")
 
 
-def probe(head: bytes, size: int, tail: bytes = b"", tail_offset: int = 0) -> list[Signature]:
+def probe(head: bytes, size: int, tail: bytes = b"", tail_offset: int = 0, sector: int = 512) -> list[Signature]:
     """Signatures in a range of ``size`` bytes from its first bytes and last bytes.
 
     ``head`` should be ``HEAD`` bytes (or the whole range if smaller);
-    ``tail`` the last bytes, starting at ``tail_offset`` within the range.
+    ``tail`` the last bytes, starting at ``tail_offset`` within the range;
+    ``sector`` the logical sector size (where the GPT headers sit).
     """
     out: list[Signature] = []
     add = out.append
@@ -146,10 +147,10 @@ def probe(head: bytes, size: int, tail: bytes = b"", tail_offset: int = 0) -> li
             return tail[off - tail_offset:off - tail_offset + n]
         return b""
 
-    if head[512:520] == b"EFI PART":
-        add(Signature("gpt", 512, "a GPT partition table"))
-    elif tail and size >= 1024 and at(size - 512, 8) == b"EFI PART":
-        add(Signature("gpt", size - 512, "a backup GPT header (primary GPT missing or damaged)"))
+    if head[sector:sector + 8] == b"EFI PART":
+        add(Signature("gpt", sector, "a GPT partition table"))
+    elif tail and size >= 2 * sector and at(size - sector, 8) == b"EFI PART":
+        add(Signature("gpt", size - sector, "a backup GPT header (primary GPT missing or damaged)"))
     lab = lvm_label(head[:2048])
     if lab:
         add(lab)
@@ -192,14 +193,14 @@ def probe(head: bytes, size: int, tail: bytes = b"", tail_offset: int = 0) -> li
     return out
 
 
-def probe_range(read: Callable[[int, int], bytes], size: int) -> list[Signature]:
+def probe_range(read: Callable[[int, int], bytes], size: int, sector: int = 512) -> list[Signature]:
     """``probe`` a range through ``read(offset, length)``."""
     head = read(0, min(size, HEAD))
     tail, toff = b"", 0
     if size > HEAD:
         toff = max(HEAD, size - TAIL)
         tail = read(toff, size - toff)
-    return probe(head, size, tail, toff)
+    return probe(head, size, tail, toff, sector)
 
 
 # ---------------------------------------------------------------------------
@@ -329,7 +330,8 @@ def _assess(ref: DiskRef, min_size: int = 0, *, use_blkid: bool = True) -> list[
         if _read_only(ref, disk):
             reasons.append(Reason("read-only: it cannot be written", forceable=False))
         reasons += _in_use(ref, disk)
-        sigs = probe_range(disk.read, disk.size)
+        ss = gpt.sector_size(disk)
+        sigs = probe_range(disk.read, disk.size, ss)
         reasons += _signature_reasons(sigs, "")
         if use_blkid:
             reasons += _blkid_reasons(str(ref.path), 0, None, {s.kind for s in sigs}, "")
@@ -353,7 +355,7 @@ def _assess(ref: DiskRef, min_size: int = 0, *, use_blkid: bool = True) -> list[
         for where, start, size in parts:
             if size <= 0 or start + size > disk.size:
                 continue
-            psigs = probe_range(lambda o, n, s=start: disk.read(s + o, n), size)
+            psigs = probe_range(lambda o, n, s=start: disk.read(s + o, n), size, ss)
             reasons += _signature_reasons(psigs, where)
             if use_blkid:
                 reasons += _blkid_reasons(str(ref.path), start, size, {s.kind for s in psigs}, where)

@@ -430,3 +430,31 @@ def test_require_safe_api(make_fabric) -> None:
     assert safety.require_safe(ref, force_ids=[lun.wwn.upper()]) == ["carries a GPT partition table"]
     with pytest.raises(UnsafeDiskError, match="too small"):
         safety.require_safe(ref, force_ids=[lun.wwn], min_size=1 << 40)
+
+
+def test_4k_sector_device(make_fabric) -> None:
+    """A 4Kn disk (loop device with 4096-byte logical sectors): same byte layout, 4 KiB LBAs."""
+    from core import inventory
+    require_root()
+    f = make_fabric(disks=1, size=100 * MiB + 16 * 1024)
+    cmd = ["losetup", "-f", "--show", "--sector-size", "4096", str(f.luns[0].path)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"losetup cannot make a 4096-byte-sector loop device here: {r.stderr.strip()}")
+    dev = r.stdout.strip()
+    try:
+        with Disk(dev, writable=True, lock="exclusive") as d:
+            assert gpt.sector_size(d) == 4096
+            parts = gpt.apply_layout(d)
+            assert gpt.read_table(d) == parts
+        assert parts == gpt.plan_layout(100 * MiB + 16 * 1024, 4096)
+        assert [(p.start, p.size) for p in parts] == [(MiB, MiB), (2 * MiB, 32 * MiB), (34 * MiB, 65 * MiB)]
+        v = subprocess.run(["sgdisk", "-v", dev], capture_output=True, text=True)
+        assert "No problems found" in v.stdout, v.stdout
+        rows = parted_print(dev)
+        assert [(rows[n]["start"], rows[n]["size"]) for n in (1, 2, 3)] == [(256, 256), (512, 8192), (8704, 16640)]
+        info = [x for x in inventory.list_disks() if str(x.path) == dev][0]
+        assert info.membership == "labelled" and [p.kind for p in info.partitions] == ["bios_grub", "esp", "lvm"]
+        assert safety.assess(DiskRef("path:" + dev, Path(dev)))[0] == "carries a GPT partition table"
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)

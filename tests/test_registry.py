@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -296,3 +298,85 @@ def test_default_path_comes_from_the_environment(monkeypatch, tmp_path: Path) ->
     assert reg.default_path() == str(tmp_path / "env.db")
     monkeypatch.delenv("SANBOS_REGISTRY")
     assert reg.default_path() == "/var/lib/sanbos/registry.db"
+
+
+# ---------------------------------------------------------------------------
+# the CLI shares the registry: sanbos machine / bootlist / admin
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from console.cli import main
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_bootlist_round_trip(tmp_path: Path, capsys, monkeypatch) -> None:
+    from core import fabric as fab
+    f = fab.create(tmp_path / "fabric", 3, 8 * 1024 * 1024)
+    d = [l.wwn for l in f.luns]
+    db = str(tmp_path / "cli.db")
+    base = ["--registry", db]
+    assert _cli(capsys, "machine", "add", "NAA.5005076801000001", "--name", "web01", *base)[0] == 0
+    rc, out, err = _cli(capsys, "bootlist", "set", "naa.5005076801000001", "--mode", "normal", "--fabric",
+                        str(f.root), *base, d[2], "copy=bootlv_rimage_2", d[0][:-1], "pathid=1")
+    assert rc == 0, err
+    assert out == f"{d[2]} copy=bootlv_rimage_2\n{d[0]} pathid=1\n"        # the prefix was resolved
+    rc, out, _ = _cli(capsys, "bootlist", "show", "naa.5005076801000001", *base)
+    assert out == f"{d[2]} copy=bootlv_rimage_2\n{d[0]} pathid=1\n"
+    # the same text back in with -f, for another mode
+    (tmp_path / "bl.txt").write_text(out)
+    assert _cli(capsys, "bootlist", "set", "naa.5005076801000001", "-m", "maintenance", "-f",
+                str(tmp_path / "bl.txt"), "--fabric", str(f.root), *base)[0] == 0
+    rc, out, _ = _cli(capsys, "bootlist", "show", "naa.5005076801000001", "--mode", "maintenance", "--json", *base)
+    j = json.loads(out)
+    assert j["mode"] == "maintenance" and [x["id"] for x in j["devices"]] == [d[2], d[0]]
+    # stdin
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"# from stdin\n{d[1]}\n"))
+    assert _cli(capsys, "bootlist", "set", "naa.5005076801000001", "-m", "install", "-f", "-", "--fabric",
+                str(f.root), *base)[0] == 0
+    # unknown disk: one line, exit 1, nothing changed
+    rc, out, err = _cli(capsys, "bootlist", "set", "naa.5005076801000001", "--mode", "normal", "--fabric",
+                        str(f.root), *base, "naa.6000dead")
+    assert rc == 1 and err.strip().startswith("sanbos: unknown disk 'naa.6000dead'") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    # device-list edits and set-type through `machine`
+    assert _cli(capsys, "machine", "dev-add", "naa.5005076801000001", "rootvg", d[1], "--fabric", str(f.root),
+                *base)[0] == 0
+    assert _cli(capsys, "machine", "dev-set", "naa.5005076801000001", "primary", "--fabric", str(f.root), *base,
+                d[0], d[1])[0] == 0
+    assert _cli(capsys, "machine", "dev-move", "naa.5005076801000001", "primary", "2", "up", *base)[0] == 0
+    assert _cli(capsys, "machine", "dev-remove", "naa.5005076801000001", "boot", "1", "--mode", "normal", *base)[0] == 0
+    assert _cli(capsys, "machine", "set-type", "naa.5005076801000001", "maintenance", *base)[0] == 0
+    rc, out, _ = _cli(capsys, "machine", "show", "naa.5005076801000001", "--json", *base)
+    m = json.loads(out)
+    assert m["boot_type"] == "maintenance"
+    assert [x["id"] for x in m["lists"]["primary"]] == [d[1], d[0]]
+    assert [x["id"] for x in m["lists"]["boot"]["normal"]] == [d[0]]
+    rc, out, _ = _cli(capsys, "machine", "show", "naa.5005076801000001", *base)
+    assert "boot list maintenance (in use):" in out and "rootvg:" in out
+    rc, out, _ = _cli(capsys, "machine", "list", *base)
+    assert "naa.5005076801000001" in out and "maintenance" in out
+    rc, _, err = _cli(capsys, "machine", "show", "naa.50050768ffff", *base)
+    assert rc == 1 and "no machine 'naa.50050768ffff'" in err
+    # every change was audited with the CLI user as actor
+    rc, out, _ = _cli(capsys, "admin", "audit", "--json", "--limit", "100", *base)
+    log = json.loads(out)
+    assert len(log) == 9 and all(e["actor"].startswith("cli:") for e in log)
+
+
+def test_cli_admins(tmp_path: Path, capsys, monkeypatch) -> None:
+    db = str(tmp_path / "adm.db")
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-password\n"))
+    assert _cli(capsys, "admin", "add", "root", "--password-stdin", "--registry", db)[0] == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    rc, _, err = _cli(capsys, "admin", "add", "op", "--password-stdin", "--registry", db)
+    assert rc == 2 and "at least 8" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    rc, _, err = _cli(capsys, "admin", "add", "op", "--registry", db)       # no terminal to prompt on
+    assert rc == 2 and "--password-stdin" in err
+    rc, out, _ = _cli(capsys, "admin", "list", "--registry", db)
+    assert out.startswith("root")
+    assert Registry(db).authenticate("root", "first-password").name == "root"
+    rc, _, err = _cli(capsys, "admin", "remove", "root", "--registry", db)
+    assert rc == 1 and "last administrator" in err

@@ -206,6 +206,33 @@ def test_login_sets_a_safe_cookie(env: dict) -> None:
     assert PW.lower() not in cookie
 
 
+def test_json_api_wants_json(env: dict) -> None:
+    # a cross-site HTML form can only send urlencoded, multipart or text/plain bodies
+    for kw in ({"data": {"name": "root", "password": PW}},
+               {"content": f'{{"name": "root", "password": "{PW}"}}', "headers": {"content-type": "text/plain"}}):
+        r = httpx.post(env["url"] + "/api/login", timeout=30, **kw)
+        assert r.status_code == 400 and "Content-Type: application/json" in r.json()["error"]
+        assert "set-cookie" not in r.headers
+
+
+def test_tls_marks_the_cookie_secure(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    key, crt = tmp_path / "key.pem", tmp_path / "crt.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=60)
+    db = tmp_path / "tls.db"
+    assert cli("admin", "add", "root", "--password-stdin", "--registry", str(db), input=PW + "\n").returncode == 0
+    with Server(db, extra=["--certfile", str(crt), "--keyfile", str(key)]) as srv:
+        assert srv.url.startswith("https://127.0.0.1:")
+        r = httpx.post(srv.url + "/api/login", json={"name": "root", "password": PW}, timeout=30, verify=False)
+        assert r.status_code == 200
+        assert "; secure" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+    assert cli("serve", "--registry", str(db), "--certfile", str(crt)).returncode == 2
+
+
 def test_config_api_full_round(env: dict, admin) -> None:
     c, tok = admin
     h = {"X-CSRF-Token": tok}

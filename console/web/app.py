@@ -282,6 +282,10 @@ def create_app(registry: Registry, *, tls: bool = False, san_uri: str = DEFAULT_
             raise UsageError(f"request body larger than {MAX_BODY} bytes")
         if not raw:
             return {}
+        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            # also keeps cross-site HTML forms (text/plain, urlencoded) away from the JSON API
+            raise UsageError("send the request body as JSON (Content-Type: application/json)")
         try:
             import json
             data = json.loads(raw)

@@ -458,3 +458,30 @@ def test_4k_sector_device(make_fabric) -> None:
         assert safety.assess(DiskRef("path:" + dev, Path(dev)))[0] == "carries a GPT partition table"
     finally:
         subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_read_table_reads_what_sgdisk_wrote(tmp_path: Path) -> None:
+    """Our reader against a table made by another tool (sgdisk), with a foreign entry count and types."""
+    require_tool("sgdisk")
+    img = tmp_path / "sg.img"
+    with open(img, "wb") as fh:
+        fh.truncate(128 * MiB)
+    subprocess.run(["sgdisk", "-o", "-S", "56",
+                    "-n", "1:2048:+1M", "-t", "1:EF02", "-c", "1:grub",
+                    "-n", "2:0:+32M", "-t", "2:EF00", "-c", "2:EFI system",
+                    "-n", "5:0:+20M", "-t", "5:8300", "-c", "5:data ü",
+                    "-n", "3:0:0", "-t", "3:8E00", "-c", "3:pv", str(img)], check=True, capture_output=True)
+    with Disk(img, name="naa.sg") as d:
+        parts = gpt.read_table(d)
+        lvm = gpt.lvm_partition(d)
+    assert [(p.number, p.name, p.kind) for p in parts] == [
+        (1, "grub", "bios_grub"), (2, "EFI system", "esp"), (3, "pv", "lvm"), (5, "data ü", "other")]
+    assert parts[3].type_guid == gpt.LINUX_DATA_GUID
+    out = subprocess.run(["sgdisk", "-p", str(img)], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        m = re.match(r"\s+(\d+)\s+(\d+)\s+(\d+)\s", line)
+        if m:
+            n, first, last = map(int, m.groups())
+            p = [x for x in parts if x.number == n][0]
+            assert (p.start, p.size) == (first * 512, (last - first + 1) * 512)
+    assert lvm.number == 3

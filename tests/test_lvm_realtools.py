@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -164,6 +166,13 @@ def test_real_lvm_vg_with_two_mdas_ba_raid1_and_mirror(tmp_path, loopdev):
             io.write(payload)
             for leg in range(2 if name in ("r1", "m1") else 1):
                 assert g.lv_io(name, leg=leg).read() == payload
+            if shutil.which("grub-fstest"):      # GRUB maps LVM's striped/raid1/mirror LVs as we do
+                local = tmp_path / f"{name}.bin"
+                local.write_bytes(payload)
+                r = subprocess.run(["grub-fstest", "-c", "2", *[str(x.path) for x in refs], "cmp",
+                                    f"(lvm/realvg-{name})0+{io.size // 512}", str(local)],
+                                   capture_output=True, text=True)
+                assert r.returncode == 0, r.stdout + r.stderr
         ranges = g.lv_ranges("r1", leg=1)
         assert ranges and all(p == str(refs[1].path) for p, _, _ in ranges)
 

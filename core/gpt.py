@@ -167,11 +167,14 @@ def apply_layout(disk: Disk) -> list[Partition]:
     disk.fsync()
 
     # 2. the table, through libparted
+    import _ped
     import parted  # imported here: listing disks does not need libparted
 
+    # pyparted's exceptions do not share a base class
+    errors = tuple(getattr(_ped, n) for n in dir(_ped) if n.endswith("Exception"))
     try:
         dev = parted.getDevice(str(disk.path))
-    except parted.PartedException as e:
+    except errors as e:
         raise DiskError(f"{disk.name}: libparted cannot open {disk.path}: {e}") from None
     try:
         if dev.sectorSize != ss:
@@ -196,9 +199,9 @@ def apply_layout(disk: Disk) -> list[Partition]:
         if disk.is_block:
             try:
                 pdisk.commitToOS()   # tell the kernel; harmless when it cannot read GPTs
-            except parted.PartedException:
+            except errors:
                 pass
-    except parted.PartedException as e:
+    except errors as e:
         raise DiskError(f"{disk.name}: libparted failed to write the partition table: {e}") from None
     finally:
         try:
@@ -211,8 +214,8 @@ def apply_layout(disk: Disk) -> list[Partition]:
     got = read_table(disk)
     if got is None or [(p.number, p.start, p.size, p.type_guid, p.name) for p in got] != \
             [(p.number, p.start, p.size, p.type_guid, p.name) for p in plan]:
-        raise FormatError(f"{disk.name}: the partition table read back does not match the plan:\n"
-                          f"{describe(got or [])}\nexpected:\n{describe(plan)}")
+        raise FormatError(f"{disk.name}: the partition table read back ({summary(got)}) does not match "
+                          f"the plan ({summary(plan)})")
     return got
 
 

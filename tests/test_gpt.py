@@ -485,3 +485,17 @@ def test_read_table_reads_what_sgdisk_wrote(tmp_path: Path) -> None:
             p = [x for x in parts if x.number == n][0]
             assert (p.start, p.size) == (first * 512, (last - first + 1) * 512)
     assert lvm.number == 3
+
+
+def test_libparted_failure_is_a_disk_error(make_fabric, monkeypatch) -> None:
+    import _ped
+    import parted
+    f = make_fabric(disks=1)
+
+    def boom(*a, **k):
+        raise _ped.DiskException("simulated libparted failure")
+    monkeypatch.setattr(parted, "freshDisk", boom)
+    with Disk(f.luns[0].path, writable=True, lock="exclusive", name="naa.boom") as d:
+        with pytest.raises(DiskError, match="naa.boom: libparted failed to write the partition table: "
+                                            "simulated libparted failure"):
+            gpt.apply_layout(d)

@@ -137,6 +137,15 @@ def real_lvm_check(refs) -> None:
     require_root()
     with pv_loops(refs) as devmap:
         devs = sorted(devmap.values())
+        attr = lvm_cmd("vgs", "--noheadings", "-o", "vg_attr,pv_count", VG, devices=devs)
+        assert not clean_output(attr.stdout + attr.stderr), attr.stderr
+        assert attr.stdout.split()[1] == str(len(refs))
+        if attr.stdout.split()[0][2] == "x":
+            # LVM2 hides an exported VG's LVs (vgck/lvs refuse it): PVs and VG must read clean
+            r = lvm_cmd("pvs", "-o", "pv_name,vg_name,pv_attr", devices=devs)
+            assert not clean_output(r.stdout + r.stderr), r.stderr
+            assert r.stdout.count(VG) == len(refs)
+            return
         r = lvm_cmd("vgck", VG, devices=devs)
         assert not clean_output(r.stdout + r.stderr), r.stderr
         rows = lvs_rows(devs, VG)
@@ -510,7 +519,7 @@ def test_kill_during_opp_add(repo_vg, tmp_path):
     span = time.monotonic() - t0
     assert p.returncode == 0 and "done" in out, err
     committed = {"sanbos-kill-first"}
-    killed_states = {"before": 0, "after": 0}
+    killed_states = {"before": 0, "after": 0, "dirty-leg": 0, "stale-leg": 0}
     for trial in range(20):
         name = f"sanbos-kill-{trial:02d}"
         deb = demoparts.opp_deb(tmp_path, name, "1.0", payload={"x.bin": os.urandom(rnd.randrange(1, 3 << 20))})
@@ -521,6 +530,12 @@ def test_kill_during_opp_add(repo_vg, tmp_path):
         p.send_signal(signal.SIGKILL)
         p.communicate(timeout=60)
         toc = check_toc_complete(refs)
+        recs = [leg.read_record() for leg in legs_of(refs)]
+        gens = {r.generation for r in recs if r is not None and r.clean}
+        if any(r is None or not r.clean for r in recs):
+            killed_states["dirty-leg"] += 1
+        elif len(gens) > 1:
+            killed_states["stale-leg"] += 1
         listed = {e.name for e in toc.opps}
         if name in listed:
             committed.add(name)
@@ -540,4 +555,9 @@ def test_kill_during_opp_add(repo_vg, tmp_path):
     for leg in legs_of(refs):
         assert sorted(ext4.listdir(leg.target, "/")) == ["TOC.json", "bos", "lost+found", "opp"]
     real_lvm_check(refs)
+    with vgops.open_vg(VG, refs, write=False) as vg:
+        exported = vg.vg.exported  # a kill between import and export leaves it imported
+    if exported:
+        vgops.import_(VG, refs)
+    real_lvm_check(refs)  # full vgck + lvs -a once imported
     print(f"kill outcomes: {killed_states}")

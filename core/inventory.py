@@ -333,7 +333,7 @@ def _fabric_usage(luns: list) -> dict[tuple[int, int], str]:
     me = os.getpid()
     for line in text.splitlines():
         f = line.split()
-        if len(f) < 6 or f[1] != "FLOCK":
+        if len(f) < 6 or f[1] not in ("FLOCK", "OFDLCK", "POSIX"):
             continue
         try:
             pid = int(f[4])
@@ -341,8 +341,16 @@ def _fabric_usage(luns: list) -> dict[tuple[int, int], str]:
             key = (os.makedev(int(maj, 16), int(mnr, 16)), int(ino))
         except ValueError:
             continue
-        if pid != me:
-            out.setdefault(key, []).append(f"locked by PID {pid} ({'write' if f[3] == 'WRITE' else 'read'})")
+        if pid == me:
+            continue
+        if f[1] == "FLOCK":
+            why = f"locked by PID {pid} ({'write' if f[3] == 'WRITE' else 'read'})"
+        elif pid > 0:
+            why = f"byte-range locked by PID {pid}"
+        else:
+            why = "byte-range locked (as a running QEMU locks its disk images)"
+        if why not in out.get(key, []):
+            out.setdefault(key, []).append(why)
     return {k: "; ".join(v) for k, v in out.items()}
 
 

@@ -300,7 +300,47 @@ def _in_use(ref: DiskRef, disk: Disk) -> list[Reason]:
     pids = lock_holders(path)
     if pids:
         out.append(Reason(f"in use: locked by {describe_pids(pids)}"))
+    others = [p for p in openers(path) if p not in pids]
+    if others:
+        out.append(Reason(f"in use: open in {describe_pids(others)}"))
     return out
+
+
+def openers(path: str | os.PathLike[str]) -> list[int]:
+    """PIDs of other processes that have ``path`` open (a running QEMU, a dd...).
+
+    Walks ``/proc/*/fd`` like fuser(1); without root only our own processes
+    are visible.  Used for single disks (assess), never for whole listings.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    want = (st.st_rdev,) if stat.S_ISBLK(st.st_mode) else (st.st_dev, st.st_ino)
+    me = os.getpid()
+    found = []
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+    for pid in pids:
+        if pid == me:
+            continue
+        fdir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fdir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                fst = os.stat(f"{fdir}/{fd}")
+            except OSError:
+                continue
+            key = (fst.st_rdev,) if stat.S_ISBLK(fst.st_mode) else (fst.st_dev, fst.st_ino)
+            if key == want:
+                found.append(pid)
+                break
+    return sorted(found)
 
 
 def _read_only(ref: DiskRef, disk: Disk) -> bool:

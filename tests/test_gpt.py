@@ -499,3 +499,30 @@ def test_libparted_failure_is_a_disk_error(make_fabric, monkeypatch) -> None:
         with pytest.raises(DiskError, match="naa.boom: libparted failed to write the partition table: "
                                             "simulated libparted failure"):
             gpt.apply_layout(d)
+
+
+def test_refuses_image_open_in_qemu(make_fabric) -> None:
+    """A running QEMU process (qemu-io here) holding the image open counts as in use."""
+    require_tool("qemu-io")
+    f = make_fabric(disks=1)
+    lun = f.luns[0]
+    q = subprocess.Popen(["qemu-io", "-f", "raw", "-c", "sleep 20000", str(lun.path)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        ref = DiskRef(lun.wwn, lun.path)
+        for _ in range(100):            # wait until it has the image open
+            if safety.openers(lun.path):
+                break
+            import time
+            time.sleep(0.05)
+        assert safety.assess(ref) == [f"in use: open in {q.pid} (qemu-io)"]
+        r = sanbos("disk", "label", lun.wwn, "--fabric", str(f.root))
+        assert r.returncode == 1 and f"in use: open in {q.pid} (qemu-io)" in r.stderr, r.stderr
+        # the listing sees QEMU's image lock (an OFD byte-range lock) without walking /proc
+        from core import inventory
+        [info] = inventory.list_disks(f.root)
+        assert info.in_use == "byte-range locked (as a running QEMU locks its disk images)"
+    finally:
+        q.kill()
+        q.wait(timeout=10)
+    assert safety.assess(ref) == []

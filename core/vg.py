@@ -312,6 +312,9 @@ def open_vg(name: str, disks: Iterable[DiskRef], *, write: bool, allow_exported:
                            "add the missing disk(s) to the command")
         if write and info.vg.exported and not allow_exported:
             raise LVMError(f"VG {name} is exported; import it first (sanbos vg import {name})")
+        if write and info.vg.system_id and not allow_exported:
+            raise LVMError(f"VG {name} belongs to system ID {info.vg.system_id!r}, not to this machine; "
+                           f"import it (sanbos vg import {name}) to take it over")
         if write and info.vg.extra.get("lock_type"):
             raise LVMError(f"VG {name} uses lock_type {info.vg.extra['lock_type']} (lvmlockd); sanbos will not write it")
         if write and "WRITE" not in info.vg.status:
@@ -730,8 +733,8 @@ def import_(name: str, disks: list[DiskRef], readonly: bool = False, dry_run: bo
     plan = Plan(f"import VG {name}")
     with open_vg(name, disks, write=not dry_run, allow_exported=True) as vgo:
         vg = vgo.vg
-        if not vg.exported:
-            raise LVMError(f"VG {name} is not exported")
+        if not vg.exported and not vg.system_id:
+            raise LVMError(f"VG {name} is not exported (and has no foreign system ID)")
         vg.status = [s for s in vg.status if s != "EXPORTED"]
         for pv in vg.pvs:
             pv.status = [s for s in pv.status if s != "EXPORTED"]

@@ -117,3 +117,48 @@ def test_writer_lock_refusal_names_holder(capsys, fab):
         assert r.returncode == 0, r.stderr
     finally:
         holder.close()
+
+
+def test_every_dry_run_writes_nothing(fab):
+    from core import vg as vgops
+    root, refs = fab
+    vgops.create("dryvg", refs[:3])
+    vgops.lv_create("dryvg", refs, "boot", "8M", type="raid1", pvs=[r.id for r in refs[:2]])
+    vgops.lv_create("dryvg", refs, "data", "8M")
+    before = digest(refs)
+    plans = [
+        vgops.create("other", refs[3:4], dry_run=True),
+        vgops.extend("dryvg", refs, refs[3:4], dry_run=True),
+        vgops.reduce("dryvg", refs, [refs[2].id], dry_run=True),
+        vgops.lv_create("dryvg", refs, "x", "4M", dry_run=True),
+        vgops.raid1_add_leg("dryvg", refs, "boot", refs[2].id, dry_run=True),
+        vgops.check("dryvg", refs, repair=True, dry_run=True),
+        vgops.lv_create("dryvg", refs, "y", "4M", type="raid1", pvs=[r.id for r in refs[:2]], dry_run=True),
+        vgops.lv_remove("dryvg", refs, "data", dry_run=True),
+        vgops.raid1_remove_leg("dryvg", refs, "boot", refs[0].id, dry_run=True),
+        vgops.change_tags("dryvg", refs, add=["t"], dry_run=True),
+        vgops.export("dryvg", refs, dry_run=True),
+    ]
+    for p in plans:
+        if isinstance(p, vgops.CheckReport):      # a clean VG: nothing to repair
+            assert p.clean
+            continue
+        assert isinstance(p, vgops.Plan) and "dry run" in str(p), p
+    assert digest(refs) == before
+
+
+def test_foreign_system_id_refused_until_imported(fab):
+    from core import vg as vgops
+    root, refs = fab
+    vgops.create("sysvg", refs[:1])
+    with vgops.open_vg("sysvg", refs, write=True) as g:      # as another host would leave it
+        g.vg.system_id = "otherhost"
+        g.commit("set system id")
+    import pytest as _p
+    from core.errors import LVMError
+    with _p.raises(LVMError, match="system ID 'otherhost'"):
+        vgops.lv_create("sysvg", refs, "x", "4M")
+    vgops.import_("sysvg", refs)
+    with vgops.open_vg("sysvg", refs, write=False) as g:
+        assert g.vg.system_id is None
+    vgops.lv_create("sysvg", refs, "x", "4M")

@@ -124,7 +124,9 @@ class _Parser:
                 arr.append(self.scalar())
         return self.scalar()
 
-    def section(self, top: bool) -> Tree:
+    def section(self, top: bool, depth: int = 0) -> Tree:
+        if depth > 32:
+            raise self.fail("sections nested more than 32 deep")
         out: Tree = {}
         while True:
             self.skip()
@@ -144,7 +146,7 @@ class _Parser:
             c = self.s[self.i]
             if c == "{":
                 self.i += 1
-                v: Any = self.section(False)
+                v: Any = self.section(False, depth + 1)
             elif c == "=":
                 self.i += 1
                 v = self.value()

@@ -289,8 +289,14 @@ def open_vg(name: str, disks: Iterable[DiskRef], *, write: bool, allow_exported:
     missing or duplicate PVs, and same-named VGs."""
     check_name(name, "VG")
     refs = list(disks)
-    # 1. find the VG's disks without locks
-    probe = _open_disks(refs, False, None)
+    # 1. find the VG's disks without locks (a disk that cannot be opened cannot hold it)
+    probe: dict[str, tuple[DiskRef, Disk]] = {}
+    for ref in refs:
+        if ref.id not in probe:
+            try:
+                probe[ref.id] = (ref, ref.open())
+            except SanbosError:
+                continue
     try:
         res = scan_open(probe.values())
         info = _pick(res, name, probe)

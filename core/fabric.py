@@ -119,7 +119,7 @@ def load(root: str | os.PathLike[str]) -> Fabric:
                 raise FabricError(f"{where}: '{key}' is missing or not a {typ.__name__}")
         file, wwn = entry["file"], entry["wwn"].lower()
         where = f"{manifest}: LUN {file}"
-        if not _FILE_RE.match(file):
+        if not _FILE_RE.match(file) or file in (".", ".."):
             raise FabricError(f"{where}: file name must be a plain name inside the fabric directory")
         if file in seen_file:
             raise FabricError(f"{where}: listed twice")
@@ -133,6 +133,8 @@ def load(root: str | os.PathLike[str]) -> Fabric:
         if size < MIN_LUN_SIZE or size % 512:
             raise FabricError(f"{where}: bad size {size} (must be a multiple of 512 and at least 8 MiB)")
         path = root / file
+        if path.is_symlink() and path.resolve().parent != root.resolve():
+            raise FabricError(f"{where}: image {path} is a link that leaves the fabric directory")
         if not path.is_file():
             raise FabricError(f"{where}: image file {path} is missing")
         actual = path.stat().st_size

@@ -7,8 +7,14 @@ Two phases, both bounded in time and in request count:
    seconds (default 30), each query its own concurrent task (httpx.AsyncClient),
    like many machines' firmware asking at once; reports errors and latency
    percentiles (p50/p95/p99/max) and the rate actually achieved.
-2. **burst**: ``--burst-concurrency`` workers (default 32) asking as fast as
-   they can for ``--burst-seconds`` (default 10): maximum throughput.
+2. **burst**: ``--burst-concurrency`` connections (default 32) asking as fast
+   as they can for ``--burst-seconds`` (default 10): maximum throughput.  Uses
+   ``wrk`` (scripts/setup.sh installs it; far less client CPU than Python)
+   when it is installed, else httpx workers (``--burst-tool``).
+
+The machine's load average is printed with each phase: on a shared 2-core
+box the client and the other tenants compete with the server, so read the
+figures with it.
 
 Without ``--url`` it starts its own ``sanbos serve`` (loopback, free port) on a
 throw-away registry with ``--machines`` machines (default 50) over a demo
@@ -24,7 +30,9 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import selectors
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,6 +57,7 @@ class Result:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)     # seconds
     error_samples: list[str] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)          # seconds a paced send started late
 
     def pct(self, p: float) -> float:
         if not self.latencies:
@@ -63,13 +72,15 @@ class Result:
                 "p99_ms": round(self.pct(99) * 1000, 2),
                 "max_ms": round(max(self.latencies) * 1000, 2) if self.latencies else None,
                 "mean_ms": round(statistics.fmean(self.latencies) * 1000, 2) if self.latencies else None,
+                "late_sends": len(self.lags), "max_lag_ms": round(max(self.lags) * 1000, 2) if self.lags else 0.0,
                 "error_samples": self.error_samples[:5]}
 
     def line(self) -> str:
         s = self.summary()
         return (f"{s['phase']:<7} {s['requests']:>6} req in {s['seconds']:>6.2f} s = {s['rps']:>7.1f} rps, "
                 f"errors {s['errors']}, p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms, p99 {s['p99_ms']} ms, "
-                f"max {s['max_ms']} ms")
+                f"max {s['max_ms']} ms" + (f", {s['late_sends']} sends late (max {s['max_lag_ms']} ms)"
+                                           if self.phase == "paced" else ""))
 
 
 async def _one(client: httpx.AsyncClient, path: str, res: Result) -> None:
@@ -88,21 +99,33 @@ async def _one(client: httpx.AsyncClient, path: str, res: Result) -> None:
 
 
 async def paced(url: str, paths: list[str], rate: float = 200, duration: float = 30, max_requests: int = 20000,
-                timeout: float = 10, connections: int = 100) -> Result:
-    """``rate`` queries/s for ``duration`` s (at most ``max_requests``), each its own concurrent task."""
+                timeout: float = 10, connections: int = 64) -> Result:
+    """``rate`` queries/s for ``duration`` s (at most ``max_requests``), up to ``connections`` at once.
+
+    Query ``i`` is sent at ``t0 + i / rate`` by whichever of the ``connections``
+    workers is free (so the client never queues inside httpx's pool, whose
+    cost grows with its queue).  Latency is measured from the actual send;
+    ``lag`` (how late sends were against the schedule) says whether the
+    client kept up.
+    """
     res = Result("paced")
     n = min(int(rate * duration), max_requests)
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        tasks = []
-        for i in range(n):
-            delay = t0 + i / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_one(client, paths[i % len(paths)], res)))
-        await asyncio.wait_for(asyncio.gather(*tasks), timeout=duration + timeout + 30)
+        counter = iter(range(n))
+
+        async def worker() -> None:
+            for i in counter:
+                delay = t0 + i / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    res.lags.append(-delay)
+                await _one(client, paths[i % len(paths)], res)
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(connections))),
+                               timeout=duration + timeout + 60)
         res.seconds = loop.time() - t0
     return res
 
@@ -124,6 +147,49 @@ async def burst(url: str, paths: list[str], concurrency: int = 32, seconds: floa
         await asyncio.wait_for(asyncio.gather(*(worker(k) for k in range(concurrency))), timeout=seconds + timeout + 30)
         res.seconds = time.perf_counter() - t0
     return res
+
+
+WRK_LUA = """
+local paths = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i %% #paths) + 1])
+end
+"""
+
+
+def _ms(value: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", value)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
+
+
+def burst_wrk(url: str, paths: list[str], concurrency: int = 32, seconds: float = 10,
+              workdir: Path | None = None) -> dict[str, Any]:
+    """The burst with ``wrk`` (bounded by ``-d``); its own summary of rps, errors and percentiles."""
+    wrk = shutil.which("wrk")
+    assert wrk
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="sanbos-wrk-"))
+    script = workdir / "paths.lua"
+    script.write_text(WRK_LUA % ", ".join(json.dumps(p) for p in paths))
+    threads = max(1, min(2, concurrency))
+    out = subprocess.run([wrk, f"-t{threads}", f"-c{concurrency}", f"-d{max(1, int(seconds))}s", "--latency",
+                          "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True,
+                         timeout=seconds + 60).stdout
+    lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M))
+    total = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(x) for x in sock.groups()) if sock else 0)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return {"phase": "burst(wrk)", "requests": int(total.group(1)) if total else 0, "errors": errors,
+            "seconds": _ms(total.group(2) + total.group(3)) / 1000 if total else None,
+            "rps": float(rps.group(1)) if rps else 0.0, "p50_ms": _ms(lat.get("50", "")),
+            "p90_ms": _ms(lat.get("90", "")), "p99_ms": _ms(lat.get("99", "")),
+            "max_ms": _ms(m.group(1)) if (m := re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)) else None,
+            "connections": concurrency, "raw": out.strip().splitlines()[-8:]}
 
 
 def query_paths(machines: list[str]) -> list[str]:
@@ -193,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=30)
     ap.add_argument("--burst-seconds", type=float, default=10)
     ap.add_argument("--burst-concurrency", type=int, default=32)
+    ap.add_argument("--burst-tool", choices=("auto", "wrk", "httpx"), default="auto")
     ap.add_argument("--machines", type=int, default=50)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -210,19 +277,34 @@ def main(argv: list[str] | None = None) -> int:
             machines = populate(Path(tmp.name) / "registry.db", [l.wwn for l in f.luns], args.machines)
             proc, url = start_server(Path(tmp.name) / "registry.db", f.root, Path(tmp.name) / "serve.log")
         paths = query_paths(machines)
-        results = []
+        results: list[dict[str, Any]] = []
+
+        def report(summary: dict[str, Any], line: str) -> None:
+            summary["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+            results.append(summary)
+            if not args.json:
+                print(f"{line}  (load average {summary['loadavg_after'][0]} on {os.cpu_count()} CPUs)", flush=True)
+
         if args.duration > 0:
-            results.append(asyncio.run(paced(url, paths, args.rate, args.duration)))
-            if not args.json:
-                print(results[-1].line(), flush=True)
+            r = asyncio.run(paced(url, paths, args.rate, args.duration))
+            report(r.summary(), r.line())
         if args.burst_seconds > 0:
-            results.append(asyncio.run(burst(url, paths, args.burst_concurrency, args.burst_seconds)))
-            if not args.json:
-                print(results[-1].line(), flush=True)
+            tool = args.burst_tool
+            if tool == "auto":
+                tool = "wrk" if shutil.which("wrk") else "httpx"
+            if tool == "wrk":
+                if not shutil.which("wrk"):
+                    raise SystemExit("wrk is not installed (scripts/setup.sh installs it); use --burst-tool httpx")
+                w = burst_wrk(url, paths, args.burst_concurrency, args.burst_seconds, Path(tmp.name))
+                report(w, f"{w['phase']:<10} {w['requests']:>6} req = {w['rps']:>7.1f} rps, errors {w['errors']}, "
+                          f"p50 {w['p50_ms']} ms, p90 {w['p90_ms']} ms, p99 {w['p99_ms']} ms, max {w['max_ms']} ms")
+            else:
+                r = asyncio.run(burst(url, paths, args.burst_concurrency, args.burst_seconds))
+                report(r.summary(), r.line())
         if args.json:
             print(json.dumps({"url": url, "machines": len(machines), "cpus": os.cpu_count(),
-                              "results": [r.summary() for r in results]}, indent=2))
-        return 1 if any(r.errors for r in results) else 0
+                              "results": results}, indent=2))
+        return 1 if any(r["errors"] for r in results) else 0
     finally:
         if proc is not None:
             stop_server(proc)

@@ -936,9 +936,11 @@ def disk_inventory(fabric: str | os.PathLike[str] | None, ttl: float = 5.0) -> C
             if cache["disks"] is None or time.monotonic() - cache["at"] > ttl:
                 try:
                     cache["disks"] = inv_mod.list_disks(fabric)
-                except ImportError as e:
-                    raise RegistryError(f"cannot list this machine's disks ({e}); give --fabric DIR "
-                                        "or --no-disk-check") from None
+                except SanbosError:
+                    raise
+                except (ImportError, OSError) as e:
+                    raise RegistryError(f"cannot list the disks to check device IDs against ({e}); "
+                                        "give --fabric DIR or --no-disk-check") from None
                 cache["at"] = time.monotonic()
             return cache["disks"]
     return get

@@ -505,6 +505,26 @@ def test_security_headers(env: dict) -> None:
 # rate limit (own server: the limit is per client address, and tests share 127.0.0.1)
 
 
+def test_rate_limiter_counts_per_address_and_per_user(monkeypatch) -> None:
+    from console.web import app as webapp
+    now = [1000.0]
+    monkeypatch.setattr(webapp.time, "monotonic", lambda: now[0])
+    rl = webapp.RateLimiter(limit=5, window=60)
+    for i in range(5):
+        assert rl.retry_after([f"ip:10.0.0.{i}", "user:root"]) == 0
+        rl.fail([f"ip:10.0.0.{i}", "user:root"])
+    # five addresses, one user: the user is locked, wherever the next try comes from
+    assert rl.retry_after(["ip:10.0.0.99", "user:root"]) == 61
+    assert rl.retry_after(["ip:10.0.0.1", "user:op"]) == 0          # other users from those addresses are not
+    now[0] += 30
+    assert 0 < rl.retry_after(["ip:10.0.0.99", "user:root"]) <= 31
+    now[0] += 31
+    assert rl.retry_after(["ip:10.0.0.99", "user:root"]) == 0        # failures age out
+    rl.fail(["ip:10.0.0.7", "user:a"])
+    rl.reset(["ip:10.0.0.7", "user:a"])
+    assert rl.retry_after(["ip:10.0.0.7", "user:a"]) == 0
+
+
 def test_wrong_passwords_are_rate_limited(env: dict, tmp_path: Path) -> None:
     db = tmp_path / "rl.db"
     assert cli("admin", "add", "root", "--password-stdin", "--registry", str(db), input=PW + "\n").returncode == 0

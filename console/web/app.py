@@ -23,6 +23,7 @@ client address and per user name.
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 import time
 from collections import deque
@@ -287,7 +288,6 @@ def create_app(registry: Registry, *, tls: bool = False, san_uri: str = DEFAULT_
             # also keeps cross-site HTML forms (text/plain, urlencoded) away from the JSON API
             raise UsageError("send the request body as JSON (Content-Type: application/json)")
         try:
-            import json
             data = json.loads(raw)
         except ValueError:
             raise UsageError("the request body is not valid JSON") from None

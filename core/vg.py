@@ -583,6 +583,8 @@ def lv_create(vg_name: str, disks: list[DiskRef], name: str, size: int | str, ty
         if dry_run:
             return plan
         _zero_extents(vgo, zero)
+        if type == "raid1":
+            _write_raid_meta(vgo, vg.lv(name))
         return vgo.commit(f"sanbos lv create {vg_name}/{name}")
 
 
@@ -592,6 +594,38 @@ def _zero_extents(vgo: VolumeGroup, where: list[tuple[str, int]]) -> None:
         loc = vgo.pv_loc(pvn)
         disk = vgo._disks[loc.ref.id][1]
         disk.zero(loc.offset + vgo.vg.pv(pvn).pe_start * SECTOR + pe * ext, ext)
+        disk.fsync()
+
+
+def _write_raid_meta(vgo: VolumeGroup, lv: LV) -> None:
+    """dm-raid superblock + clean bitmap in every ``_rmeta_K`` of a raid1 LV
+    (all legs in sync), so the kernel can assemble it even with a leg missing.
+    Every leg is rewritten with one events count above any found."""
+    from .lvm import dmraid
+    seg = lv.segments[0]
+    metas = seg.metas
+    if not metas or len(metas) != len(seg.images):
+        return
+    ext = vgo.vg.extent_bytes
+    leg_sectors = lv.extents * vgo.vg.extent_size
+    places = []
+    events = 0
+    for m in metas:
+        mlv = vgo.vg.lv(m)
+        pvn, pe = mlv.segments[0].stripes[0]
+        loc = vgo.pv_loc(pvn)
+        disk = vgo._disks[loc.ref.id][1]
+        off = loc.offset + vgo.vg.pv(pvn).pe_start * SECTOR + pe * ext
+        try:
+            events = max(events, dmraid.DmRaidSuperblock.parse(disk.read(off, 512)).events)
+        except MetadataError:
+            pass
+        places.append((disk, off, mlv.extents * ext))
+    for k, (disk, off, size) in enumerate(places):
+        img = dmraid.rmeta_image(len(metas), k, leg_sectors, seg.region_size or RAID_REGION, events + 1)
+        if len(img) > size:
+            raise SpaceError(f"LV {lv.name}: raid metadata ({len(img)} bytes) does not fit its rmeta LV")
+        disk.write(off, img + bytes(min(size, 1 << 16) - len(img)))
         disk.fsync()
 
 
@@ -654,6 +688,7 @@ def raid1_add_leg(vg_name: str, disks: list[DiskRef], name: str, pv: str, dry_ru
             return plan
         _zero_extents(vgo, [(pvn, meta[0].stripes[0][1])])
         _copy_leg(vgo, lv, img, pvn)
+        _write_raid_meta(vgo, lv)
         return vgo.commit(f"sanbos lv raid1 add leg {vg_name}/{name}")
 
 
@@ -705,6 +740,8 @@ def raid1_remove_leg(vg_name: str, disks: list[DiskRef], name: str, pv: str, dry
         plan.steps += [f"drop {n}" for n in sorted(dropped)] + [f"commit VG {vg_name} seqno {vgo.seqno + 1}"]
         if dry_run:
             return plan
+        if len(keep) > 1:
+            _write_raid_meta(vgo, lv)
         return vgo.commit(f"sanbos lv raid1 remove leg {vg_name}/{name}")
 
 

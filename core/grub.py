@@ -43,7 +43,7 @@ PLATFORMS = ("i386-pc", "x86_64-efi")
 COMMON_MODULES = ["part_gpt", "part_msdos", "lvm", "diskfilter", "ext2", "linux", "normal", "echo",
                   "hashsum", "gcry_sha256", "test", "serial", "terminal", "memdisk", "tar", "configfile",
                   "sleep", "halt", "reboot", "ls", "cat", "true"]
-PLATFORM_MODULES = {"i386-pc": ["biosdisk"], "x86_64-efi": ["fat"]}
+PLATFORM_MODULES = {"i386-pc": ["biosdisk"], "x86_64-efi": ["fat", "efi_gop"]}
 
 # boot.img fields (GRUB's i386-pc boot sector layout)
 BOOT_KERNEL_SECTOR = 0x5C

@@ -333,10 +333,18 @@ def mirror(vg_name: str, disks: Sequence[DiskRef], image: str | os.PathLike[str]
     p = progress or _noprogress
     p("checking the boot image", 0.0)
     info = _check_image(image)
+    leftover = False
     with vgmod.open_vg(vg_name, disks, write=False) as vgo:
-        if vgo.vg.lv(BOOT_LV) is not None:
-            raise LVMError(f"VG {vg_name} already has boot copies ({BOOT_LV}); use 'bootcopy replace', "
-                           "'bootcopy add' or 'bootcopy remove'")
+        old = vgo.vg.lv(BOOT_LV)
+        if old is not None:
+            if Record.from_tags(old.extra.get("tags", []), f"VG {vg_name} LV {BOOT_LV}").copies:
+                raise LVMError(f"VG {vg_name} already has boot copies ({BOOT_LV}); use 'bootcopy replace', "
+                               "'bootcopy add' or 'bootcopy remove'")
+            leftover = True   # an interrupted mirror: the LV exists but no copy was ever recorded
+    if leftover:
+        p(f"removing {BOOT_LV} left by an interrupted mirror", 0.02)
+        vgmod.lv_remove(vg_name, list(disks), BOOT_LV)
+    with vgmod.open_vg(vg_name, disks, write=False) as vgo:
         if boot:
             pvs = [vgo.pv_for_disk(w) for w in boot]
         else:
@@ -380,7 +388,8 @@ def mirror(vg_name: str, disks: Sequence[DiskRef], image: str | os.PathLike[str]
             src.close()
         _set_record(vgo.lv(BOOT_LV), rec)
         vgo.commit(f"sanbos bootcopy mirror {vg_name}")
-        actions = [f"{len(pvs)} boot cop{'y' if len(pvs) == 1 else 'ies'} written and read back"]
+        actions = [f"{BOOT_LV} left by an interrupted mirror removed"] if leftover else []
+        actions.append(f"{len(pvs)} boot cop{'y' if len(pvs) == 1 else 'ies'} written and read back")
         actions += _install_grub(vgo, rec, info.cmdline, p, 0.6, 0.4)
     p("done", 1.0)
     rep = verify(vg_name, disks)

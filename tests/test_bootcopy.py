@@ -222,3 +222,18 @@ def test_cli_verify_json_and_errors(vg4):
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("sanbos:") and "naa.ffff" in res.stderr
+
+
+def test_mirror_resumes_after_an_interrupted_run(tmp_path, image, loopdev):
+    """A kill after bootlv was created but before any copy was recorded: mirror starts over."""
+    from core import fabric as fab
+    from core.disk import DiskRef
+    f = fab.create(tmp_path / "f", 2, 128 * 1024 * 1024)
+    refs = [DiskRef(l.wwn, l.path) for l in f.luns]
+    vgmod.create(VG, refs)
+    vgmod.lv_create(VG, refs, "bootlv", 32 << 20, type="raid1", pvs=[r.id for r in refs])
+    with pytest.raises(FormatError, match="no sanbos boot copy record"):
+        bootcopy.verify(VG, refs)
+    rep = bootcopy.mirror(VG, refs, image)
+    assert rep.ok and "interrupted mirror removed" in rep.actions[0]
+    real_lvm_accepts(refs, loopdev)

@@ -226,8 +226,9 @@ def _write_leg(vgo: vgmod.VolumeGroup, leg: int, src, size: int, progress: Progr
         f.pwrite(off, src(off, n))
         off += n
         progress(f"writing {label}", base + span * off / max(size, 1))
-    for _, d in vgo._disks.values():  # the leg's disk is one of them; fsync is cheap on the others
-        if d.writable:
+    paths = {p for p, _, _ in vgo.lv_ranges(BOOT_LV, leg=leg)}
+    for _, d in vgo._disks.values():
+        if d.writable and str(d.path) in paths:
             d.fsync()
 
 

@@ -237,3 +237,28 @@ def test_mirror_resumes_after_an_interrupted_run(tmp_path, image, loopdev):
     rep = bootcopy.mirror(VG, refs, image)
     assert rep.ok and "interrupted mirror removed" in rep.actions[0]
     real_lvm_accepts(refs, loopdev)
+
+
+def test_cli_mirror_on_chosen_disks_in_chosen_order(tmp_path, image, loopdev):
+    from core import fabric as fab
+    from core.disk import DiskRef
+    f = fab.create(tmp_path / "f", 4, 128 * 1024 * 1024)
+    refs = [DiskRef(l.wwn, l.path) for l in f.luns]
+    vgmod.create(VG, refs)
+    py = str(ROOT / ".venv/bin/python")
+    # boot disks 4 then 2, in that order
+    res = subprocess.run([py, "-m", "console.cli", "bootcopy", "mirror", VG, "--fabric", str(f.root),
+                          "--image", str(image), "--disk", refs[3].id, "--disk", refs[1].id, "--json"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert [c["disk_id"] for c in data["copies"]] == [refs[3].id, refs[1].id]
+    for i, r in enumerate(refs):
+        st = grub.read_bios(r.path, partitions(r.path)["bios_grub"].start)
+        assert st["grub_boot"] == (i in (1, 3))
+    esp = partitions(refs[1].path)["esp"]
+    cfg = grub.esp_read(refs[1].path, esp.start)
+    own = cfg.find(f"sanbos.copy={refs[1].id}".encode())
+    other = cfg.find(f"sanbos.copy={refs[3].id}".encode())
+    assert 0 < own < other   # disk 2's GRUB tries its own copy first, then disk 4's
+    real_lvm_accepts(refs, loopdev)

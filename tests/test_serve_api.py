@@ -361,8 +361,20 @@ def test_pages_need_login(env: dict) -> None:
         r = get(env, path)
         assert r.status_code == 303 and r.headers["location"].startswith("/login")
     before = _snapshot(env)
-    r = httpx.post(env["url"] + f"/machines/{M1}/type", data={"boot_type": "install"}, timeout=30)
-    assert r.status_code == 403
+    d = env["disks"]
+    for path, data in [(f"/machines/{M1}/type", {"boot_type": "install"}),
+                       (f"/machines/{M1}/name", {"name": "pwned"}),
+                       (f"/machines/{M1}/delete", {"confirm": M1}),
+                       (f"/machines/{M1}/lists/boot/add", {"mode": "normal", "device": d[3]}),
+                       (f"/machines/{M1}/lists/boot/move", {"mode": "normal", "position": "2", "to": "up"}),
+                       (f"/machines/{M1}/lists/boot/remove", {"mode": "normal", "position": "1"}),
+                       (f"/machines/{M1}/lists/boot/set", {"mode": "normal", "text": ""}),
+                       ("/machines", {"id": "naa.5005076801000066"}),
+                       ("/admins/add", {"name": "eve", "password": "eve-password"}),
+                       ("/admins/password", {"name": "root", "password": "eve-password"}),
+                       ("/admins/delete", {"name": "root"})]:
+        r = httpx.post(env["url"] + path, data={**data, "csrf_token": "x" * 43}, timeout=30)
+        assert r.status_code == 403 and "Log in first" in r.text, path
     assert _snapshot(env) == before
 
 
@@ -426,6 +438,14 @@ def test_pages_show_and_edit_a_machine(env: dict) -> None:
                                                     "csrf_token": tok})
     assert get(env, f"/v1/machines/{M1}/boot?format=text").text == f"{d[3]}\n{d[2]} copy=x\n"
     c.post(f"/machines/{M1}/type", data={"boot_type": "normal", "csrf_token": tok})
+    # removing a machine needs its ID typed as confirmation
+    c.post("/machines", data={"id": "naa.5005076801000055", "name": "tmp", "csrf_token": tok})
+    r = c.post("/machines/naa.5005076801000055/delete", data={"confirm": "yes", "csrf_token": tok})
+    assert r.status_code == 303 and env["reg"].has_machine("naa.5005076801000055")
+    assert "type the machine ID" in c.get("/machines/naa.5005076801000055").text
+    r = c.post("/machines/naa.5005076801000055/delete", data={"confirm": "naa.5005076801000055", "csrf_token": tok})
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    assert not env["reg"].has_machine("naa.5005076801000055")
     # lists page, admins page, audit page
     assert M1 in c.get("/").text
     assert "root" in c.get("/admins").text

@@ -569,3 +569,26 @@ def test_wrong_passwords_are_rate_limited(env: dict, tmp_path: Path) -> None:
         # but a different user from a fresh limiter window is refused only by the address limit
         r = httpx.post(u + "/api/login", json={"name": INJECTIONS[0], "password": "x"}, timeout=30)
         assert r.status_code == 429
+
+
+def test_admin_pages(env: dict) -> None:
+    c = page_login(env)
+    tok = _csrf(c.get("/admins").text)
+    assert c.post("/admins/add", data={"name": "pageop", "password": "pageop-pass", "csrf_token": tok}).status_code == 303
+    html = c.get("/admins").text
+    assert "administrator pageop added" in html and "pageop" in html
+    c.post("/admins/add", data={"name": "x", "password": "short", "csrf_token": tok})
+    assert "at least 8" in c.get("/admins").text
+    op, _ = login(env["url"], "pageop", "pageop-pass")
+    c.post("/admins/password", data={"name": "pageop", "password": "pageop-pass-2", "csrf_token": tok})
+    assert op.get("/api/machines").status_code == 401            # its session ended
+    op.close()
+    login(env["url"], "pageop", "pageop-pass-2")[0].close()
+    c.post("/admins/delete", data={"name": "pageop", "csrf_token": tok})
+    assert [a.name for a in env["reg"].list_admins()] == ["root"]
+    c.post("/admins/delete", data={"name": "root", "csrf_token": tok})
+    assert "last administrator" in c.get("/admins").text
+    # logging out ends the page session
+    c.post("/logout", data={"csrf_token": tok})
+    assert c.get("/").status_code == 303
+    c.close()

@@ -262,3 +262,15 @@ def test_cli_mirror_on_chosen_disks_in_chosen_order(tmp_path, image, loopdev):
     other = cfg.find(f"sanbos.copy={refs[3].id}".encode())
     assert 0 < own < other   # disk 2's GRUB tries its own copy first, then disk 4's
     real_lvm_accepts(refs, loopdev)
+
+
+def test_verify_with_a_disk_absent(vg4):
+    refs = vg4["refs"]
+    rep = bootcopy.verify(VG, refs[1:])
+    assert [c.status for c in rep.copies] == ["missing", "ok", "ok", "ok"]
+    assert "not found on the disks given" in rep.copies[0].detail
+    path, off, _ = leg_range(refs, 2)
+    flip_byte(path, off + 99)
+    fixed = bootcopy.repair(VG, refs[1:])
+    assert [c.status for c in fixed.copies] == ["missing", "ok", "ok", "ok"]
+    assert bootcopy.verify(VG, refs).ok

@@ -106,8 +106,9 @@ class SanbosApp(App[int]):
             refs = [d.ref for d in disks if d.vg_name == vg]
             try:
                 found = bootcopy.status(vg, refs)
-            except Exception as e:  # a VG that cannot be read has no known boot copies
+            except Exception as e:  # health unknown: still offered as a boot device, marked so
                 problems.append(f"VG {vg}: {e}")
+                health.update({d.id: "unknown" for d in disks if d.vg_name == vg})
                 continue
             if found:
                 for d in disks:

@@ -24,6 +24,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.target_id = target_id
         self.action = action
         self.attempts = 0
+        self.last_message = ""
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog -error", id="confirm-dialog"):
@@ -50,9 +51,10 @@ class ConfirmScreen(ModalScreen[bool]):
         if not typed:
             text = "Type the ID; Esc cancels."
         elif self.target_id.lower().startswith(typed.lower()):
-            text = f"'{typed}' is only the start of the ID: type the full ID ({len(self.target_id)} characters)."
+            text = f"That is only the start of the ID: type all {len(self.target_id)} characters."
         else:
-            text = f"'{typed}' is not the ID of the target disk. Nothing was done; type it again or Esc."
+            text = "That is not the ID of the target. Nothing was done; type it again or Esc."
+        self.last_message = text
         msg.update(text)
         msg.add_class("-warn")
 

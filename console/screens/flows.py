@@ -169,13 +169,13 @@ def read_toc(ctx: FlowContext) -> tuple[list, list]:
     open_install_vg = need("core.install:open_install_vg", "Reading the repository")
     with open_install_vg(ctx.vg_name, ctx.disks) as (_vgo, repo):
         toc = repo.toc()
-        return list(toc.bos()), list(toc.opps())
+        return list(toc.bos), list(toc.opps)
 
 
-def toc_item(entry) -> Any:
+def toc_item(entry, ident: str | None = None) -> Any:
     from .choice import Item
     deps = f"; needs {', '.join(entry.dependencies)}" if entry.dependencies else ""
-    return Item(entry.name, f"{entry.name:<20} {entry.version:<12} {entry.format:<7} {human(entry.size):>6}",
+    return Item(ident or entry.name, f"{entry.name:<20} {entry.version:<12} {entry.format:<7} {human(entry.size):>6}",
                 (entry.description or "(no description)") + deps)
 
 
@@ -199,8 +199,11 @@ async def install_flow(app, ctx: FlowContext) -> bool:
             NotFoundError(f"install VG {ctx.vg_name}: the repository holds no BOS image; add one with "
                           f"'sanbos bos add'"), title="Nothing to install"))
         return False
+    names = [b.name for b in boses]
+    items = [toc_item(b, b.name if names.count(b.name) == 1 else
+                      f"{b.name}:{'raw' if b.format.startswith('raw') else 'tar'}") for b in boses]
     pick = await app.push_screen_wait(ChoiceScreen("Install BOS: choose the BOS", "BOS images in the TOC "
-                                                   f"of {ctx.vg_name}:", [toc_item(b) for b in boses]))
+                                                   f"of {ctx.vg_name}:", items))
     if not pick:
         return False
     bos = pick[0]

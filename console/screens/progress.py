@@ -89,6 +89,7 @@ class ProgressScreen(Screen[Outcome]):
         self.log_lines: list[str] = []
         self.started = 0.0
         self._done = False
+        self._ask = None
 
     def compose(self) -> ComposeResult:
         yield Static(f"SANBOS  Running: {self.title_text}", classes="banner")
@@ -128,6 +129,25 @@ class ProgressScreen(Screen[Outcome]):
         self.log_lines.append(message.text)
         self.query_one(Log).write_line(line)
 
+    def _close_question(self) -> None:
+        """The job ended while 'Cancel?' was open: the question is moot, close it."""
+        if self._ask is not None and self._ask.is_attached and self.app.screen is self._ask:
+            self._ask.dismiss(False)
+        self._ask = None
+
+    def _finish(self, outcome: Outcome) -> None:
+        self._close_question()
+        if self.app.screen is self:
+            self.dismiss(outcome)
+        else:
+            self.call_after_refresh(self._finish_later, outcome)
+
+    def _finish_later(self, outcome: Outcome) -> None:
+        if self.is_attached and self.app.screen is self:
+            self.dismiss(outcome)
+        else:
+            self.set_timer(0.05, lambda: self._finish_later(outcome))
+
     def on_flow_finished(self, message: FlowFinished) -> None:
         if self._done:
             return
@@ -136,27 +156,30 @@ class ProgressScreen(Screen[Outcome]):
         if not message.cancelled:
             bar.update(total=100, progress=100)
         state = "cancelled" if message.cancelled else "ok"
-        self.dismiss(Outcome(state, message.summary, list(self.log_lines), clean=message.ok))
+        self._finish(Outcome(state, message.summary, list(self.log_lines), clean=message.ok))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and not self._done:
             self._done = True
-            self.dismiss(Outcome("error", [], list(self.log_lines), event.worker.error))
+            self._finish(Outcome("error", [], list(self.log_lines), event.worker.error))
         elif event.state == WorkerState.CANCELLED and not self._done:
             self._done = True
-            self.dismiss(Outcome("cancelled", ["Cancelled."], list(self.log_lines)))
+            self._finish(Outcome("cancelled", ["Cancelled."], list(self.log_lines)))
 
     # -- cancel ---------------------------------------------------------------
     def action_ask_cancel(self) -> None:
         from .ask import AskScreen
 
         def answer(yes: bool | None) -> None:
+            self._ask = None
             if yes and not self._done:
                 self.reporter.cancel_requested.set()
                 status = self.query_one("#progress-status", Static)
                 status.update("Cancelling at the next safe point ...")
                 status.add_class("-warn")
 
-        self.app.push_screen(AskScreen("Cancel?", f"Cancel '{self.title_text}'? It stops at the next "
-                                       "safe point; completed steps stay done and the disks stay "
-                                       "consistent."), answer)
+        if self._done or self._ask is not None:
+            return
+        self._ask = AskScreen("Cancel?", f"Cancel '{self.title_text}'? It stops at the next safe point; "
+                              "completed steps stay done and the disks stay consistent.")
+        self.app.push_screen(self._ask, answer)

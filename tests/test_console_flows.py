@@ -1,0 +1,456 @@
+"""The maintenance flows end to end through the console, on a real install VG.
+
+The install VG is made by the engine itself (sanbos VG on a fabric of image
+files, boot copies on every disk, a repository with the demo BOS and an
+OPP), once per session, and copied for each test.  Each test drives the
+console with keys and then checks the disks themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from core import fabric as fab
+from core.disk import DiskRef
+from core.errors import FormatError, SanbosError
+
+from console.app import SanbosApp
+from console.screens.ask import AskScreen
+from console.screens.ask_text import AskTextScreen
+from console.screens.bootlist import BootListScreen
+from console.screens.choice import ChoiceScreen
+from console.screens.confirm import ConfirmScreen
+from console.screens.error import ErrorScreen
+from console.screens.maintenance import MaintenanceScreen
+from console.screens.plan import PlanScreen
+from console.screens.progress import ProgressScreen
+from console.screens.result import ResultScreen
+from console.screens.target import TargetScreen
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "screenshots"
+MiB = 1024 * 1024
+VG = "instvg"
+
+
+def shot(app, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    app.save_screenshot(f"{name}.svg", path=str(SHOTS))
+
+
+@pytest.fixture(scope="session")
+def golden(tmp_path_factory) -> Path:
+    """A fabric: 4-disk install VG (boot copies + repository with BOS and one OPP) and 2 blank targets."""
+    from core import bootcopy, bootimage, debparts, demoparts, repo
+    from core import vg as vgmod
+
+    base = tmp_path_factory.mktemp("golden")
+    counter = itertools.count(0xC0)
+    real = fab.secrets.token_hex
+    fab.secrets.token_hex = lambda n=16: f"{next(counter):0{2 * n}x}"[-2 * n:]   # stable IDs for the SVGs
+    try:
+        f = fab.create(base / "fabric", 4, 128 * MiB)
+        refs = [DiskRef(l.wwn, l.path) for l in f.luns]
+        try:
+            debparts.kernel()
+        except SanbosError as e:
+            pytest.skip(f"Debian kernel not available (scripts/fetch-parts.sh): {e}")
+        bootimage.demo(base / "boot.img")
+        vgmod.create(VG, refs)
+        bootcopy.mirror(VG, refs, base / "boot.img")
+        repo.create_repo(VG, refs, "48M")
+        repo.add_bos(VG, refs, demoparts.bos_tarball(base / "bos.tar.gz"))
+        repo.add_opps(VG, refs, demoparts.demo_opps(base / "opps")[:1])
+        fab.add(f, 2, 256 * MiB)
+    finally:
+        fab.secrets.token_hex = real
+    return f.root
+
+
+@pytest.fixture
+def fabric(golden, tmp_path) -> fab.Fabric:
+    dest = tmp_path / "fabric"
+    subprocess.run(["cp", "-a", "--sparse=always", str(golden), str(dest)], check=True)
+    return fab.load(dest)
+
+
+def members(f: fab.Fabric) -> list[DiskRef]:
+    return [DiskRef(l.wwn, l.path) for l in f.luns[:4]]
+
+
+def leg_bytes(f: fab.Fabric, leg: int) -> tuple[str, int, bytes]:
+    from core import bootcopy
+    from core import vg as vgmod
+    with vgmod.open_vg(VG, members(f), write=False) as vgo:
+        (path, off, length), = vgo.lv_ranges(bootcopy.BOOT_LV, leg=leg)
+    size = 1 * MiB
+    with open(path, "rb") as fh:
+        fh.seek(off)
+        return path, off, fh.read(size)
+
+
+def flip(path: str, offset: int) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        b = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([b[0] ^ 0x5A]))
+
+
+async def settle(app, pilot) -> None:
+    from textual.worker import WorkerFailed
+    for w in list(app.workers):
+        if w.group in ("inventory", "health", "import", "safety"):
+            try:
+                await w.wait()
+            except WorkerFailed:
+                pass
+    await pilot.pause()
+
+
+async def wait_for(app, pilot, cls, timeout: float = 120) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not isinstance(app.screen, cls):
+        if loop.time() > end:
+            raise AssertionError(f"no {cls.__name__}; on {type(app.screen).__name__}:\n{app.screen_text()}")
+        await asyncio.sleep(0.05)
+        await pilot.pause()
+    await pilot.pause()
+
+
+async def open_menu(app, pilot, f: fab.Fabric) -> MaintenanceScreen:
+    await settle(app, pilot)
+    await pilot.press(*f.luns[1].wwn[-5:], "enter")
+    await wait_for(app, pilot, MaintenanceScreen)
+    await settle(app, pilot)
+    return app.screen
+
+
+async def test_select_by_id_imports_install_vg(fabric):
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        menu = app.boot_menu
+        assert [d.id for d in menu.disk_list.disks] == [l.wwn for l in fabric.luns[:4]]
+        assert all(d.boot_copy == "ok" for d in menu.disk_list.disks)
+        shot(app, "boot_menu_install_vg")
+        screen = await open_menu(app, pilot, fabric)
+        assert screen.ctx.disk.id == fabric.luns[1].wwn
+        text = app.screen_text()
+        assert "importing install VG instvg" in text and "imported read-only" in text
+        assert "bootlv (raid1" in text and "instlv (raid1" in text
+        for entry in ("Install BOS", "Recover a root VG", "Add OPPs", "Boot copies", "Boot lists"):
+            assert entry in text
+        shot(app, "maintenance_menu")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is menu
+
+
+async def test_verify_finds_a_flipped_byte(fabric):
+    path, off, _ = leg_bytes(fabric, 2)
+    flip(path, off + 4096)
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_menu(app, pilot, fabric)
+        await pilot.press("4")
+        await wait_for(app, pilot, ChoiceScreen)
+        shot(app, "choice_boot_copies")
+        await pilot.press("enter")                  # Verify
+        await wait_for(app, pilot, ResultScreen)
+        text = app.screen_text()
+        assert "FINISHED WITH PROBLEMS" in text
+        assert "BAD" in text
+        assert app.screen.lines[0].startswith(f"VG {VG}")
+        bad = [l for l in app.screen.lines if "BAD" in l]
+        assert len(bad) == 1 and fabric.luns[2].wwn in bad[0]
+        shot(app, "result_verify")
+        await pilot.press("enter")
+        await wait_for(app, pilot, MaintenanceScreen)
+        await settle(app, pilot)
+        assert {d.id: d.boot_copy for d in app.all_disks}[fabric.luns[2].wwn] == "bad"
+
+
+async def test_repair_restores_the_bad_copy_on_disk(fabric):
+    from core import bootcopy
+    _, _, good = leg_bytes(fabric, 0)
+    path, off, _ = leg_bytes(fabric, 3)
+    flip(path, off + 8192)
+    assert not bootcopy.verify(VG, members(fabric), check_grub=False).ok
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_menu(app, pilot, fabric)
+        await pilot.press("4")
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("down", "enter")          # Repair
+        await wait_for(app, pilot, PlanScreen)
+        shot(app, "plan_repair")
+        await pilot.press("enter")
+        await wait_for(app, pilot, ResultScreen)
+        assert "DONE" in app.screen_text()
+        shot(app, "result_repair")
+    assert leg_bytes(fabric, 3)[2] == good           # the bytes on disk are the good copy again
+    assert bootcopy.verify(VG, members(fabric), check_grub=False).ok
+
+
+async def test_add_opp_writes_the_repository(fabric, tmp_path):
+    from core import demoparts, repo
+    from core import vg as vgmod
+    deb = demoparts.opp_deb(tmp_path / "new", "sanbos-console-test", "2.1",
+                            description="an OPP added from the console")
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_menu(app, pilot, fabric)
+        await pilot.press("3")
+        await wait_for(app, pilot, AskTextScreen)
+        await pilot.press(*"/no/such.deb", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, AskTextScreen) and "No such file" in app.screen_text()
+        app.screen.query_one("Input").value = str(deb)
+        shot(app, "ask_opp_files")
+        await pilot.press("enter")
+        await wait_for(app, pilot, PlanScreen)
+        assert "sanbos-console-test 2.1" in app.screen_text()
+        shot(app, "plan_add_opps")
+        await pilot.press("enter")
+        await wait_for(app, pilot, ResultScreen)
+        assert "added sanbos-console-test 2.1" in app.screen_text()
+    with vgmod.open_vg(VG, members(fabric), write=False, allow_exported=True) as vgo:
+        names = [e.name for e in repo.toc(vgo).opps]
+    assert "sanbos-console-test" in names
+
+
+async def test_install_bos_onto_target(fabric):
+    from core import vg as vgmod
+    from core.lvm.scan import scan
+    target = fabric.luns[4]
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_menu(app, pilot, fabric)
+        await pilot.press("1")
+        await wait_for(app, pilot, ChoiceScreen)
+        assert "sanbos-demo-bos" in app.screen_text()
+        shot(app, "choice_bos")
+        await pilot.press("enter")                  # the BOS
+        await wait_for(app, pilot, ChoiceScreen)
+        assert app.screen.multi
+        await pilot.press("space")                  # mark the OPP
+        shot(app, "choice_opps")
+        await pilot.press("f9")
+        await wait_for(app, pilot, TargetScreen)
+        await settle(app, pilot)
+        await pilot.press(*target.wwn[-5:])
+        await pilot.pause()
+        assert app.screen.disk_list.highlighted.id == target.wwn
+        assert "safe" in app.screen_text()
+        shot(app, "target_chooser")
+        await pilot.press("enter")
+        await wait_for(app, pilot, PlanScreen)
+        assert "DESTRUCTIVE" in app.screen_text()
+        shot(app, "plan_install")
+        await pilot.press("enter")
+        await wait_for(app, pilot, ConfirmScreen)
+        await pilot.press(*target.wwn[:10], "enter")            # only a prefix: refused
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "only the start of the ID" in app.screen_text()
+        app.screen.query_one("Input").value = fabric.luns[5].wwn  # another disk's ID: refused
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "is not the ID of the target" in app.screen_text()
+        shot(app, "confirm_refused")
+        app.screen.query_one("Input").value = target.wwn
+        await pilot.press("enter")
+        await wait_for(app, pilot, ProgressScreen)
+        shot(app, "progress")
+        await wait_for(app, pilot, ResultScreen, timeout=300)
+        text = app.screen_text()
+        assert "DONE" in text, text
+        shot(app, "result_install")
+    res = scan([DiskRef(target.wwn, target.path)])
+    assert "rootvg" in res.vgs
+    with vgmod.open_vg("rootvg", [DiskRef(target.wwn, target.path)], write=False) as vgo:
+        assert {"bootlv", "rootlv"} <= {lv["name"] for lv in vgo.describe()["lvs"]}
+        (root_path, root_off, root_len), = vgo.lv_ranges("rootlv")
+    # the root file system is clean ext4 with the BOS and the OPP record in it
+    if shutil.which("e2fsck") and shutil.which("debugfs"):
+        spec = f"{root_path}?offset={root_off}"
+        fsck = subprocess.run(["e2fsck", "-fn", spec], capture_output=True, text=True)
+        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+        ls = subprocess.run(["debugfs", "-R", "ls -l /var/lib/sanbos/opps", spec],
+                            capture_output=True, text=True)
+        assert "sanbos-demo-base" in ls.stdout, ls.stdout + ls.stderr
+    real_lvm_sees_rootvg(target.path)
+
+
+def real_lvm_sees_rootvg(image: Path) -> None:
+    """Real LVM2 (as root, through a loop device over the LVM partition) lists the new root VG."""
+    import os
+    if os.geteuid() != 0 or not Path("/dev/loop-control").exists() or not shutil.which("lvm"):
+        return
+    from conftest import lvm_cmd
+
+    from core import gpt
+    from core.disk import Disk
+    with Disk(image) as d:
+        part = gpt.lvm_partition(d)
+    dev = subprocess.run(["losetup", "-f", "--show", "--read-only", "--offset", str(part.start),
+                          "--sizelimit", str(part.size), str(image)],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        out = lvm_cmd("lvs", "--noheadings", "-o", "vg_name,lv_name", devices=[dev]).stdout
+        names = {tuple(line.split()) for line in out.splitlines() if line.strip()}
+        assert {("rootvg", "bootlv"), ("rootvg", "rootlv")} <= names, out
+        lvm_cmd("vgck", "rootvg", devices=[dev])
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False, capture_output=True)
+
+
+async def test_unsafe_target_is_refused(fabric):
+    target = fabric.luns[5]
+    with open(target.path, "r+b") as fh:           # an MBR: the disk carries something
+        fh.seek(510)
+        fh.write(b"\x55\xaa")
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_menu(app, pilot, fabric)
+        await pilot.press("1")
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("enter")
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("f9")                     # no OPPs: allowed
+        await wait_for(app, pilot, TargetScreen)
+        await settle(app, pilot)
+        await pilot.press(*target.wwn[-5:])
+        await pilot.pause()
+        assert "UNSAFE" in app.screen_text()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, TargetScreen)
+        assert "is not safe to write" in app.screen_text()
+        shot(app, "target_unsafe")
+        await pilot.press("escape", "escape")       # clear filter, then back: nothing written
+        await wait_for(app, pilot, MaintenanceScreen)
+    with open(target.path, "rb") as fh:
+        fh.seek(510)
+        assert fh.read(2) == b"\x55\xaa"
+
+
+async def test_cancel_asks_then_stops_at_a_safe_point(fabric, monkeypatch):
+    import time
+
+    import core.bootcopy
+
+    calls = []
+
+    def slow_verify(vg_name, disks, *, progress=None, check_grub=True):
+        for i in range(3000):
+            progress(f"reading block {i}", i / 3000)
+            calls.append(i)
+            time.sleep(0.02)
+        raise AssertionError("not cancelled")
+
+    monkeypatch.setattr(core.bootcopy, "verify", slow_verify)
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_menu(app, pilot, fabric)
+        await pilot.press("4")
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("enter")
+        await wait_for(app, pilot, ProgressScreen)
+        await asyncio.sleep(0.3)
+        await pilot.pause()
+        await pilot.press("escape")
+        await wait_for(app, pilot, AskScreen, timeout=20)
+        shot(app, "cancel_ask")
+        await pilot.press("n")                      # no: it keeps running
+        await pilot.pause()
+        assert isinstance(app.screen, ProgressScreen)
+        await pilot.press("escape")
+        await wait_for(app, pilot, AskScreen)
+        await pilot.press("y")
+        await wait_for(app, pilot, ResultScreen)
+        assert "CANCELLED" in app.screen_text()
+        shot(app, "result_cancelled")
+        n = len(calls)
+        await asyncio.sleep(0.2)
+        assert len(calls) == n < 3000               # the job stopped
+
+
+async def test_failing_flow_worker_becomes_error_screen(fabric, monkeypatch):
+    import core.bootcopy
+
+    def broken(vg_name, disks, *, progress=None, check_grub=True):
+        progress("reading copy 1", 0.1)
+        raise FormatError(f"VG {vg_name}: bootlv record is corrupt (simulated)")
+
+    monkeypatch.setattr(core.bootcopy, "verify", broken)
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_menu(app, pilot, fabric)
+        await pilot.press("4")
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("enter")
+        await wait_for(app, pilot, ErrorScreen)
+        text = app.screen_text()
+        assert "bootlv record is corrupt" in text and "What to do" in text
+        assert "Traceback" not in text
+        shot(app, "error_flow")
+        await pilot.press("enter")
+        await wait_for(app, pilot, MaintenanceScreen)
+        assert app.is_running
+
+
+async def test_flow_missing_from_the_engine_says_not_available(fabric, monkeypatch):
+    from console.screens import flows
+    monkeypatch.setattr(flows.BY_ID["recover"], "needs", ["core.no_such_module:recover"])
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_menu(app, pilot, fabric)
+        assert "not available in this build" in app.screen_text()
+        await pilot.press("2")
+        await wait_for(app, pilot, ErrorScreen)
+        assert "not available in this build" in app.screen_text()
+        shot(app, "not_available")
+        await pilot.press("escape")
+        await wait_for(app, pilot, MaintenanceScreen)
+
+
+async def test_boot_list_reorder_and_save(fabric, tmp_path):
+    from core.registry import Registry
+    reg = Registry(tmp_path / "registry.db")
+    reg.add_machine("machine-01", "web1", actor="test")
+    ids = [l.wwn for l in fabric.luns[:3]]
+    reg.set_list("machine-01", "boot", ids, "maintenance", actor="test")
+    reg.close()
+    app = SanbosApp(fabric.root, registry=tmp_path / "registry.db")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_menu(app, pilot, fabric)
+        await pilot.press("5")
+        await wait_for(app, pilot, ChoiceScreen)
+        assert "machine-01" in app.screen_text()
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("down", "down", "enter")   # maintenance
+        await wait_for(app, pilot, BootListScreen)
+        assert ids[0] in app.screen_text()
+        await pilot.press("d")                       # first entry one down
+        await pilot.pause()
+        shot(app, "bootlist")
+        await pilot.press("s")
+        await wait_for(app, pilot, ResultScreen)
+        assert "saved" in app.screen_text()
+    reg = Registry(tmp_path / "registry.db")
+    try:
+        assert [d.id for d in reg.device_list("machine-01", "boot", "maintenance")] == [ids[1], ids[0], ids[2]]
+    finally:
+        reg.close()

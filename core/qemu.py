@@ -41,7 +41,7 @@ class Drive:
     serial: str | None = None
     bootindex: int | None = None
     readonly: bool = False       # snapshot=on: guest writes go to a temp overlay
-    wwn: str | None = None       # naa.<16 hex> shown through scsi-hd (64-bit WWNs only)
+    wwn: str | None = None       # scsi-hd: naa.<16 hex> as wwn=, longer WWNs as device_id=
     bus: str = "virtio"          # "virtio" (virtio-blk-pci) or "scsi" (scsi-hd)
     format: str = "raw"
 
@@ -101,6 +101,9 @@ def command(drives: Sequence[Drive], serial_log: str | os.PathLike[str], opts: O
             dev = f"scsi-hd,bus=scsi0.0,drive={did}"
             if d.wwn and _wwn64(d.wwn):
                 dev += f",wwn={_wwn64(d.wwn)}"
+            elif d.wwn:
+                # QEMU's wwn property is 64-bit; a 128-bit NAA (naa.6...) is shown as the VPD 0x83 device ID
+                dev += f",device_id={d.wwn.replace(',', ',,')}"
         elif d.bus == "virtio":
             dev = f"virtio-blk-pci,drive={did}"
         else:

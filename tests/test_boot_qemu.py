@@ -120,5 +120,8 @@ def test_command_line_shape(tmp_path):
     assert "file=/x/a.img,format=raw,if=none,id=d0,snapshot=on" in s
     assert "virtio-blk-pci,drive=d0,serial=S1,bootindex=1" in s
     assert "scsi-hd,bus=scsi0.0,drive=d1,wwn=0x5000c500a1b2c3d4,serial=S2" in s
+    s2 = " ".join(qemu.command([qemu.Drive("/x/c.img", bus="scsi", wwn="naa.600a0b80aabbccdd0011223344556677")],
+                               tmp_path / "s.log"))
+    assert "device_id=naa.600a0b80aabbccdd0011223344556677" in s2
     assert "-accel kvm" in " ".join(qemu.command([], tmp_path / "s.log", qemu.Options(kvm=True)))
     assert str(qemu.OVMF) in qemu.command([], tmp_path / "s.log", qemu.Options(firmware="uefi"))

@@ -150,3 +150,17 @@ def test_missing_pv_reported_and_write_refused(make_fabric):
     # readable without it
     with vgops.open_vg("cvg", refs[:2], write=False) as g:
         assert len(g.lv_io("lv1").read(4096)) == 4096
+
+
+@pytest.mark.parametrize("value", [b"$", b"\0", b"\xff"])
+def test_label_uuid_byte_unreadable_still_placed_and_repaired(make_fabric, value):
+    refs, locs = _vg(make_fabric)
+    victim = refs[2]
+    with open(victim.path, "r+b") as f:
+        f.seek(locs[victim.id].offset + 512 + 0x20 + 5)
+        f.write(value)
+    rep = vgops.check("cvg", refs)
+    assert any(victim.id in p and "label" in p for p in rep.problems), rep.problems
+    assert vgops.check("cvg", refs, repair=True).clean
+    info = scan(refs).vgs["cvg"]
+    assert info.healthy and {l.ref.id for l in info.pvs.values()} == {r.id for r in refs}

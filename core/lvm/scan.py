@@ -139,13 +139,15 @@ def read_pv(disk: Disk, ref: DiskRef, offset: int, size: int, partition: int | N
     loc.defects += defects
     if label is None:
         salv = salvage_label(head)
-        if salv is None:
-            if not defects:
-                return None
-            return loc if defects else None
-        loc.label_sector, loc.uuid = salv
+        if salv is None and not defects:
+            return None                      # no label at all: not a PV
+        if salv is not None:
+            loc.label_sector, loc.uuid = salv
+        else:
+            loc.label_sector = next((s for s in range(LABEL_SCAN_SECTORS)
+                                     if head[s * LABEL_SIZE:s * LABEL_SIZE + 8] == b"LABELONE"), 1)
         if not defects:
-            loc.defects.append(f"{loc.where}: damaged LVM label in sector {salv[0]}")
+            loc.defects.append(f"{loc.where}: damaged LVM label in sector {loc.label_sector}")
         # the label is unusable; look for the default mda so the PV can still be placed
         areas = [(4096, None)]
     else:

@@ -297,6 +297,11 @@ def assemble(locs: list[PVLoc]) -> ScanResult:
         for p in vg.pvs:
             if p.id not in info.pvs and p.id not in dups:
                 info.missing.append(p.name)
+        if info.missing:
+            for loc in locs:
+                if loc.label is None and loc.uuid not in listed and id(loc) not in seen_locs:
+                    info.problems.append(f"{loc.where}: damaged PV label and no readable metadata; "
+                                         f"it may be the missing PV of VG {vg.name}")
         if info.name in res.vgs:
             other = res.vgs[info.name]
             res.name_conflicts.setdefault(info.name, [other]).append(info)

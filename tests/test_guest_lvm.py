@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -108,10 +109,10 @@ echo "==end=="
 
 FS_SCRIPT = r"""
 echo "==fsck:{lv}=="
-e2fsck -fn /dev/mapper/$VG-{lv} >/dev/null 2>&1
+e2fsck -fn /dev/$VG/{lv} >/dev/null 2>&1
 echo "e2fsck=$?"
 mkdir -p /mnt/{lv}
-mount -t ext4 -o ro /dev/mapper/$VG-{lv} /mnt/{lv}
+mount -t ext4 -o ro /dev/$VG/{lv} /mnt/{lv}
 echo "mount=$?"
 echo "==sha256:{lv}=="
 cd /mnt/{lv} && find . -type f | sort | while read -r f; do sha256sum "$f"; done
@@ -122,13 +123,50 @@ umount /mnt/{lv}
 
 LEGS_SCRIPT = r"""
 echo "==legs:{lv}=="
-for d in /dev/mapper/$VG-{lv}_rimage_*; do sha256sum "$d"; done
+for d in /dev/mapper/{dm}_rimage_*; do sha256sum "$d"; done
 """
 
 
-def guest_script(vg: str, fs_lvs: list[str], activation: str = "", leg_lvs: list[str] = ()) -> str:
-    extra = "".join(FS_SCRIPT.format(lv=lv) for lv in fs_lvs)
-    extra += "".join(LEGS_SCRIPT.format(lv=lv) for lv in leg_lvs)
+def dm_name(vg: str, lv: str) -> str:
+    """The device-mapper name LVM2 gives VG/LV (dashes doubled)."""
+    return f"{vg.replace('-', '--')}-{lv.replace('-', '--')}"
+
+
+PREFIX_SCRIPT = r"""
+echo "==prefix:{name}=="
+for d in {devs}; do
+    if [ "$(head -c 1 "$d" 2>/dev/null | wc -c)" = 1 ]; then
+        echo "$(head -c {size} "$d" | sha256sum | cut -d' ' -f1) $d"
+    else
+        echo "unreadable $d"
+    fi
+done
+"""
+
+
+def prefix_check(name: str, devs: str, size: int) -> str:
+    """Report the SHA-256 of the first ``size`` bytes of each device in ``devs`` (a glob)."""
+    return PREFIX_SCRIPT.format(name=name, devs=devs, size=size)
+
+
+def prefix_shas(text: str) -> dict[str, str]:
+    """{device: sha256 or 'unreadable'} from a ``prefix_check`` section."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and "-missing_" not in parts[1]:   # LVM2's error-target stand-in
+            out[parts[1]] = parts[0]
+    return out
+
+
+def readable(shas: dict[str, str]) -> dict[str, str]:
+    return {d: h for d, h in shas.items() if h != "unreadable"}
+
+
+def guest_script(vg: str, fs_lvs: list[str], activation: str = "", leg_lvs: list[str] = (),
+                 more: str = "") -> str:
+    extra = "".join(FS_SCRIPT.format(lv=lv) for lv in fs_lvs) + more
+    extra += "".join(LEGS_SCRIPT.format(lv=lv, dm=dm_name(vg, lv)) for lv in leg_lvs)
     return REPORT_SCRIPT.format(vg=vg, activation=activation, extra=extra)
 
 
@@ -261,7 +299,8 @@ def _guest_disks(fab, skip: int | None = None):
     return [guest.GuestDisk(l.path, l.serial) for i, l in enumerate(fab.luns) if i != skip]
 
 
-def _compare_with_sanbos(r: guest.GuestRun, fab, refs, *, missing: int | None = None) -> dict[str, dict]:
+def _compare_with_sanbos(r: guest.GuestRun, fab, refs, *, missing: int | None = None,
+                         vg: str = VG) -> dict[str, dict]:
     """Assert that the guest's lvs/pvs report agrees with sanbos's own scan."""
     from core import vg as vgmod
     from core.lvm import uuid as lvmuuid
@@ -271,9 +310,9 @@ def _compare_with_sanbos(r: guest.GuestRun, fab, refs, *, missing: int | None = 
         name, serial, _ = line.split()
         serial_of_dev[f"/dev/{name}"] = serial
     lun_by_serial = {l.serial: l for l in fab.luns}
-    guest_pvs = {row["pv_uuid"]: row for row in lvm_json(r.section("pvs"), "pv") if row["vg_name"] == VG}
+    guest_pvs = {row["pv_uuid"]: row for row in lvm_json(r.section("pvs"), "pv") if row["vg_name"] == vg}
 
-    with vgmod.open_vg(VG, refs, write=False, allow_exported=True) as vgo:
+    with vgmod.open_vg(vg, refs, write=False, allow_exported=True) as vgo:
         model = vgo.vg
         ext = model.extent_bytes
         dev_of_pv = {}
@@ -397,15 +436,203 @@ def test_install_vg_with_a_disk_missing_activates_degraded(kparts, install_vg, t
         assert sha_lines(r.section(f"sha256:{lv}")) == expected[lv]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core.vg.lv_create zeroes the raid1 rmeta sub-LVs instead of writing dm-raid superblocks; "
-    "dm-raid then treats the LV as a new array and refuses to assemble it with a leg missing "
-    "(guest dmesg: 'Unable to assemble array: Invalid superblocks'). Passes once the engine "
-    "writes valid superblocks (or marks the LV in sync)."))
 def test_never_activated_install_vg_with_a_disk_missing_activates_degraded(kparts, install_vg, tmp_path):
-    """A raid1 LV that real LVM2 never activated, with disk 0 missing."""
+    """A raid1 LV that real LVM2 never activated (its rmeta holds the dm-raid
+    superblocks and bitmaps sanbos wrote), with disk 0 missing: activates
+    degraded, and the repository reads back intact."""
     fab, refs, expected = install_vg
     r = _degraded_run(kparts, fab, tmp_path, "degraded")
+    assert r.rc == 0, r.console[-3000:]
     assert kv_lines(r.section("activate"))["vgchange"] == "0", r.console[-2000:]
+    lvs = _compare_with_sanbos(r, fab, refs, missing=0)
+    for name in ("bootlv", "instlv"):
+        assert lvs[name]["lv_attr"][4] == "a" and lvs[name]["lv_attr"][8] == "p", lvs[name]
+    assert "Invalid superblocks" not in r.console
     for lv in ("instlv", "bootlv"):
+        assert kv_lines(r.section(f"fsck:{lv}")) == {"e2fsck": "0", "mount": "0"}, r.console[-2000:]
         assert sha_lines(r.section(f"sha256:{lv}")) == expected[lv]
+
+
+# --------------------------------------------------------------------------
+# the ready demo fabric (core.demo): boot copies, repository, raw BOS LV
+
+
+def _copy_fabric(f, dest: Path):
+    """A private copy (sparse) of a fabric, for runs that write to the disks."""
+    from core import fabric as fabmod
+
+    dest.mkdir(parents=True)
+    for item in f.root.iterdir():
+        if item.is_file():
+            subprocess.run(["cp", "--sparse=always", str(item), str(dest / item.name)], check=True)
+    return fabmod.load(dest)
+
+
+@pytest.fixture(scope="module")
+def demo_fabric(tmp_path_factory):
+    from core import demo
+
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed")
+    return demo.create_demo(tmp_path_factory.mktemp("guestdemo") / "fabric", disks=4, size=256 * MiB,
+                            targets=1, progress=None)
+
+
+def _demo_expectations(f):
+    """What sanbos says about the demo install VG: TOC, boot record, refs."""
+    from core import bootcopy, repo
+    from core import vg as vgmod
+    from core.demo import DEMO_VG
+    from core.disk import DiskRef
+
+    refs = [DiskRef(l.wwn, l.path) for l in f.luns[:4]]
+    with vgmod.open_vg(DEMO_VG, refs, write=False, allow_exported=True) as vgo:
+        toc = repo.toc(vgo)
+        rec = bootcopy.Record.from_tags(vgo.lv("bootlv").extra.get("tags", []), "bootlv")
+        boot_legs = len(vgo.lv_ranges("bootlv", 0)) and bootcopy_legs(vgo)
+    return refs, toc, rec, boot_legs
+
+
+def bootcopy_legs(vgo) -> int:
+    from core.lvm.lvio import legs
+    return legs(vgo.vg, vgo.lv("bootlv"))
+
+
+def _demo_script(vg: str, toc, rec, activation: str = "") -> str:
+    more = prefix_check("bootlv", f"/dev/mapper/{dm_name(vg, 'bootlv')}_rimage_*", rec.size)
+    more += (r'mkdir -p /mnt/boot; mount -t ext4 -o ro /dev/$VG/bootlv /mnt/boot && '
+             r'(cd /mnt/boot && echo "==sumcheck:bootlv==" && sha256sum -c SHA256SUMS; echo "check=$?"); '
+             r'umount /mnt/boot' "\n")
+    for e in toc.bos:
+        if e.format == "raw-lv":
+            more += prefix_check(e.lv, f"/dev/{vg}/{e.lv} /dev/mapper/{dm_name(vg, e.lv)}_rimage_*", e.size)
+            more += f'echo "==fsck-raw:{e.lv}=="\ne2fsck -fn /dev/{vg}/{e.lv} >/dev/null 2>&1; echo "e2fsck=$?"\n'
+    more += 'echo "==toc=="\nmount -t ext4 -o ro /dev/$VG/instlv /mnt/instlv && cat /mnt/instlv/TOC.json; umount /mnt/instlv\n'
+    return guest_script(vg, ["instlv"], activation, more=more)
+
+
+def _check_demo_report(r, f, refs, toc, rec, *, missing: int | None = None) -> None:
+    from core import repo
+    from core.demo import DEMO_VG
+
+    assert r.rc == 0, r.console[-3000:]
+    assert kv_lines(r.section("activate"))["vgchange"] == "0", r.console[-2000:]
+    lvs = _compare_with_sanbos(r, f, refs, missing=missing, vg=DEMO_VG)
+    for name in ["bootlv", "instlv"] + [e.lv for e in toc.bos if e.lv]:
+        assert lvs[name]["lv_attr"][4] == "a", (name, lvs[name], r.console[-2000:])
+        assert lvs[name]["lv_attr"][8] == ("-" if missing is None else "p"), (name, lvs[name])
+    # the repository, mounted read-only by the real kernel: TOC and every image
+    fs = kv_lines(r.section("fsck:instlv"))
+    assert fs == {"e2fsck": "0", "mount": "0"}, (fs, r.console[-2000:])
+    assert repo.Toc.parse(r.section("toc").encode()).pack() == toc.pack()
+    got = sha_lines(r.section("sha256:instlv"))
+    files = [e for e in toc.images if e.file]
+    assert files, "the demo TOC lists no files"
+    for e in files:
+        assert got.get(e.file) == e.sha256, f"{e.file}: guest {got.get(e.file)} TOC {e.sha256}"
+    assert got.get("TOC.json")
+    # raw BOS LV: the LV and each surviving leg hold the image the TOC records
+    for e in toc.bos:
+        if e.format == "raw-lv":
+            shas = prefix_shas(r.section(f"prefix:{e.lv}"))
+            assert list(shas.values()).count("unreadable") == (missing is not None), (e.lv, shas)
+            assert f"/dev/{DEMO_VG}/{e.lv}" in readable(shas), shas
+            assert set(readable(shas).values()) == {e.sha256}, (e.lv, shas)
+            assert kv_lines(r.section(f"fsck-raw:{e.lv}")) == {"e2fsck": "0"}
+    # boot copies: every surviving leg is the recorded image; the file system's sums check
+    shas = prefix_shas(r.section("prefix:bootlv"))
+    assert len(shas) == len(rec.copies), shas
+    assert len(readable(shas)) == len(rec.copies) - (missing is not None), shas
+    assert set(readable(shas).values()) == {rec.sha256}
+    sums = r.section("sumcheck:bootlv")
+    assert kv_lines(sums).get("check") == "0" and sums.count(": OK") >= 3, sums
+
+
+def test_demo_install_vg_in_real_lvm2_guest(kparts, demo_fabric, tmp_path):
+    """The demo install VG (core.demo), exported: the guest imports and
+    activates it, and every image matches the TOC; boot copies match the record."""
+    from core import vg as vgmod
+    from core.demo import DEMO_VG
+
+    f = _copy_fabric(demo_fabric, tmp_path / "fabric")
+    refs, toc, rec, _ = _demo_expectations(f)
+    vgmod.export(DEMO_VG, refs)
+    r = guest.run_lvm_guest(_guest_disks_n(f, 4), _demo_script(DEMO_VG, toc, rec), 300,
+                            kernel=kparts, workdir=tmp_path / "guest")
+    st = kv_lines(r.section("import"))
+    assert st["attr_before"][2] == "x" and st["vgimport"] == "0", (st, r.console[-2000:])
+    _check_demo_report(r, f, refs, toc, rec)
+
+
+def test_demo_install_vg_with_a_disk_missing(kparts, demo_fabric, tmp_path):
+    """The demo VG, never activated by real LVM2, loses disk 0: real LVM2
+    activates it degraded and the repository, raw BOS and boot copies still check."""
+    from core.demo import DEMO_VG
+
+    f = demo_fabric                      # read only: the guest's writes go to snapshots
+    refs, toc, rec, _ = _demo_expectations(f)
+    r = guest.run_lvm_guest(_guest_disks_n(f, 4, skip=0),
+                            _demo_script(DEMO_VG, toc, rec, "--activationmode degraded"), 300,
+                            kernel=kparts, workdir=tmp_path / "guest")
+    _check_demo_report(r, f, refs, toc, rec, missing=0)
+
+
+def _guest_disks_n(f, n: int, skip: int | None = None):
+    return [guest.GuestDisk(l.path, l.serial) for i, l in enumerate(f.luns[:n]) if i != skip]
+
+
+# --------------------------------------------------------------------------
+# a root VG made by `sanbos install` (core.install) on a blank target disk
+
+
+def _host_tree_shas(target, dest: Path) -> dict[str, str]:
+    """SHA-256 of every regular file in an ext4, read by e2fsprogs (debugfs rdump)."""
+    from core import ext4
+
+    dest.mkdir(parents=True)
+    ext4.debugfs(target, f'rdump / "{dest}"')
+    out = {}
+    for p in sorted(dest.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            out[str(p.relative_to(dest))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def test_installed_root_vg_in_real_lvm2_guest(kparts, demo_fabric, tmp_path):
+    """`sanbos install` (tarball BOS + OPPs) onto a blank disk: real LVM2 activates
+    the root VG; root and boot LVs pass e2fsck; every file matches what sanbos wrote."""
+    from core import ext4, install
+    from core import vg as vgmod
+    from core.disk import DiskRef
+
+    f = _copy_fabric(demo_fabric, tmp_path / "fabric")
+    lun = f.luns[4]
+    res = install.install("instvg", "sanbos-demo-bos:tar", lun.wwn, ["sanbos-demo-tools"], fabric=f.root)
+    rvg = res.plan.root_vg
+    refs = [DiskRef(lun.wwn, lun.path)]
+    with vgmod.open_vg(rvg, refs, write=False) as vgo:
+        (path, off, size), = vgo.lv_ranges(install.ROOT_LV)
+    root_t = ext4.Target(Path(path), off, size, "rootlv")
+    want = _host_tree_shas(root_t, tmp_path / "rootfs")
+    boot = res.boot["bootlv"]
+    more = prefix_check("bootlv", f"/dev/{rvg}/{install.BOOT_LV}", boot["size"])
+    more += (r'mkdir -p /mnt/boot; mount -t ext4 -o ro /dev/$VG/bootlv /mnt/boot && '
+             r'(cd /mnt/boot && echo "==sumcheck:bootlv==" && sha256sum -c SHA256SUMS; echo "check=$?"); '
+             r'umount /mnt/boot' "\n")
+    r = guest.run_lvm_guest([guest.GuestDisk(lun.path, lun.serial)],
+                            guest_script(rvg, [install.ROOT_LV], more=more), 300,
+                            kernel=kparts, workdir=tmp_path / "guest")
+    assert r.rc == 0, r.console[-3000:]
+    assert kv_lines(r.section("activate")) == {"vgchange": "0", "vgmknodes": "0"}, r.console[-2000:]
+    lvs = _compare_with_sanbos(r, f, refs, vg=rvg)
+    assert {install.ROOT_LV, install.BOOT_LV} <= set(lvs)
+    for name in (install.ROOT_LV, install.BOOT_LV):
+        assert lvs[name]["lv_attr"][4] == "a", lvs[name]
+    fs = kv_lines(r.section(f"fsck:{install.ROOT_LV}"))
+    assert fs == {"e2fsck": "0", "mount": "0"}, (fs, r.console[-2000:])
+    got = sha_lines(r.section(f"sha256:{install.ROOT_LV}"))
+    assert len(want) >= 5 and got == want, (sorted(set(got) ^ set(want)))
+    assert any(p.startswith("var/lib/sanbos/opps/sanbos-demo-tools") for p in got)
+    assert prefix_shas(r.section("prefix:bootlv")) == {f"/dev/{rvg}/{install.BOOT_LV}": boot["sha256"]}
+    sums = r.section("sumcheck:bootlv")
+    assert kv_lines(sums).get("check") == "0" and sums.count(": OK") >= 3, sums

@@ -131,6 +131,11 @@ def validate_initrd(path: str | os.PathLike[str]) -> str:
     return kind
 
 
+def validate(kernel: str | os.PathLike[str], initrd: str | os.PathLike[str]) -> tuple[str, str]:
+    """Check both parts; returns (kernel version, initrd format) or raises FormatError/NotFoundError."""
+    return validate_kernel(kernel), validate_initrd(initrd)
+
+
 # -- build --------------------------------------------------------------------
 
 @dataclass
@@ -379,13 +384,50 @@ def iso_files(iso: str | os.PathLike[str]) -> list[str]:
     return out
 
 
+_CFG_NAME = re.compile(r"(grub|loopback|isolinux|syslinux|txt|live|menu)[^/]*\.cfg$", re.I)
+_SKIP_ARGS = re.compile(r"^(initrd=|BOOT_IMAGE=|---$|\$)")
+
+
+def iso_cmdline(iso: str | os.PathLike[str], kernel_path: str, files: list[str] | None = None) -> str | None:
+    """The kernel arguments the ISO's own boot menu (GRUB or ISOLINUX) gives ``kernel_path``."""
+    files = files if files is not None else iso_files(iso)
+    kname = kernel_path.rsplit("/", 1)[-1]
+    with tempfile.TemporaryDirectory(prefix="sanbos-isocfg.") as tmp:
+        for i, cfg in enumerate(f for f in files if _CFG_NAME.search(f)):
+            dest = Path(tmp) / f"{i}.cfg"
+            res = run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", cfg, str(dest)], check=False,
+                      what=f"xorriso extracting {cfg}")
+            if res.returncode != 0 or not dest.exists():
+                continue
+            lines = dest.read_text(errors="replace").splitlines()
+            for j, line in enumerate(lines):
+                words = line.split()
+                if len(words) >= 2 and words[0] in ("linux", "linuxefi", "kernel") and \
+                        words[1].rsplit("/", 1)[-1] == kname:
+                    args = words[2:]
+                    if words[0] == "kernel":  # ISOLINUX: the arguments are on a following "append" line
+                        for nxt in lines[j + 1:j + 4]:
+                            w = nxt.split()
+                            if w and w[0].lower() == "append":
+                                args = w[1:]
+                                break
+                    return " ".join(a for a in args if not _SKIP_ARGS.match(a))
+    return None
+
+
 def from_iso(iso: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Find and extract the kernel and initramfs of a bootable Linux ISO: (kernel, initrd)."""
+    _, k, i = _iso_parts(iso, out_dir)
+    return k, i
+
+
+def _iso_parts(iso: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> tuple[str, Path, Path]:
     """Find and extract the kernel and initramfs of a bootable Linux ISO.
 
     Kernel candidates (``vmlinuz*``, ``bzImage``, ``linux``...) are checked
     for the bzImage magic; the initramfs is the valid ``initrd*``/
     ``initramfs*`` closest to the kernel (same directory first).
-    Returns the extracted (kernel, initrd) paths in ``out_dir``.
+    Returns (kernel path on the ISO, extracted kernel, extracted initrd).
     """
     iso = Path(iso)
     if not iso.is_file():
@@ -427,14 +469,24 @@ def from_iso(iso: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> tu
             validate_initrd(p)
         except FormatError:
             continue
-        return kernel[1], p
+        return kernel[0], kernel[1], p
     raise NotFoundError(f"ISO {iso}: kernel {kernel[0]} found but no initramfs (initrd*/initramfs*)")
 
 
 def build_from_iso(iso: str | os.PathLike[str], cmdline: str | None, out: str | os.PathLike[str]) -> ImageInfo:
+    """A boot image from an ISO's kernel and initramfs.  Without ``cmdline``,
+    the ISO's own menu arguments are used (plus a serial console if it names none)."""
     with tempfile.TemporaryDirectory(prefix="sanbos-iso.") as tmp:
-        k, i = from_iso(iso, tmp)
+        where, k, i = _iso_parts(iso, tmp)
+        if cmdline is None:
+            found = iso_cmdline(iso, where)
+            if found is not None:
+                words = [w for w in found.split() if not any(c in w for c in "\"'$;{}`")]
+                if not any(w.startswith("console=") for w in words):
+                    words.insert(0, "console=ttyS0,115200")
+                cmdline = " ".join(words)
         return build(k, i, cmdline, out, source=f"iso: {Path(iso).name}")
+
 
 
 def have_tools() -> list[str]:

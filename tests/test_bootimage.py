@@ -135,7 +135,8 @@ def test_from_iso(parts, tmp_path):
     shutil.copyfile(parts["kernel"].vmlinuz, src / "live" / "vmlinuz")
     shutil.copyfile(parts["initrd"], src / "live" / "initrd.img")
     (src / "live" / "initrd.txt").write_text("a decoy that is not an initramfs\n")
-    (src / "boot" / "grub" / "grub.cfg").write_text("linux /live/vmlinuz\ninitrd /live/initrd.img\nboot\n")
+    (src / "boot" / "grub" / "grub.cfg").write_text(
+        "menuentry live {\n  linux /live/vmlinuz boot=live quiet ---\n  initrd /live/initrd.img\n}\n")
     iso = tmp_path / "live.iso"
     subprocess.run(["grub-mkrescue", "-o", str(iso), str(src)], check=True, capture_output=True)
     k, i = bootimage.from_iso(iso, tmp_path / "x")
@@ -148,6 +149,7 @@ def test_from_iso(parts, tmp_path):
     assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
     assert info["ok"] and info["manifest"]["source"] == "iso: live.iso"
+    assert info["manifest"]["cmdline"] == "console=ttyS0,115200 boot=live quiet"
 
 
 def test_iso_without_kernel(tmp_path):

@@ -5,8 +5,8 @@ real LVM2 survives a read-modify-write by us.
 
 from __future__ import annotations
 
+import os
 import re
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -380,9 +380,8 @@ class VG:
         """The exact on-disk copy: VG section, trailer, ``\\n\\n\\0``."""
         now = time.time() if now is None else now
         ctime = time.ctime(now)
-        host = socket.gethostname()
+        host = os.uname().nodename
         try:
-            import os
             u = os.uname()
             uname = f"{u.sysname} {u.nodename} {u.release} {u.version} {u.machine}"
         except Exception:  # pragma: no cover
@@ -473,7 +472,7 @@ def parse_vg(text: bytes, where: str = "metadata") -> VG:
 def new_lv(name: str, segments: list[Segment], visible: bool = True) -> LV:
     return LV(name=name, id=lvmuuid.generate(),
               status=["READ", "WRITE", "VISIBLE"] if visible else ["READ", "WRITE"],
-              creation_time=int(time.time()), creation_host=socket.gethostname(), segments=segments)
+              creation_time=int(time.time()), creation_host=os.uname().nodename, segments=segments)
 
 
 # -- helpers ---------------------------------------------------------------

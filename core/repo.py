@@ -704,8 +704,35 @@ def _root_dir_blocks(t: ext4.Target) -> set[int]:
     return {int(x) for x in out.split() if x.isdigit()}
 
 
-def _scratch_dir() -> str | None:
-    return os.environ.get("SANBOS_TMP") or None
+def _scratch_dir(need: int = 0) -> str | None:
+    """Where scratch file systems go: $SANBOS_TMP, else /dev/shm (memory) when it has room, else $TMPDIR."""
+    if os.environ.get("SANBOS_TMP"):
+        return os.environ["SANBOS_TMP"]
+    try:
+        st = os.statvfs("/dev/shm")
+        if os.access("/dev/shm", os.W_OK) and st.f_bavail * st.f_frsize > 2 * need + 64 * MiB:
+            return "/dev/shm"
+    except OSError:
+        pass
+    return None
+
+
+def _same_as(src: Path, src_off: int, dst: Path, dst_off: int, length: int) -> bool:
+    """Read back: ``dst`` holds ``src``'s bytes over ``src``'s data extents (holes were punched/zeroed)."""
+    sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    dfd = os.open(dst, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for start, end in _data_extents(sfd, src_off, length):
+            pos = start
+            while pos < end:
+                n = min(4 * MiB, end - pos)
+                if os.pread(sfd, n, src_off + pos) != os.pread(dfd, n, dst_off + pos):
+                    return False
+                pos += n
+    finally:
+        os.close(sfd)
+        os.close(dfd)
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -880,7 +907,7 @@ class Repository:
         src = self.good_legs()[0]
         rec = src.read_record()
         assert rec is not None
-        with tempfile.TemporaryDirectory(prefix="sanbos-repo-", dir=_scratch_dir()) as d:
+        with tempfile.TemporaryDirectory(prefix="sanbos-repo-", dir=_scratch_dir(self.fs_size)) as d:
             scratch = Path(d) / "fs.img"
             _metadata_copy(src, scratch, self.fs_size)
             target = ext4.Target(scratch, 0, self.fs_size, name=f"repository of VG {self.vg_name} ({what})")
@@ -1142,7 +1169,7 @@ def format_legs(legs: Sequence[Leg], *, progress: Progress = _noprogress, label:
     if fs_size < 8 * MiB:
         raise SpaceError(f"{legs[0].label}: {human(legs[0].size)} is too small for a repository (8 MiB at least)")
     toc = Toc(seqno=1, updated=_now(), images=[e for e, _ in files])
-    with tempfile.TemporaryDirectory(prefix="sanbos-repo-", dir=_scratch_dir()) as d:
+    with tempfile.TemporaryDirectory(prefix="sanbos-repo-", dir=_scratch_dir(fs_size)) as d:
         stage = Path(d) / "stage"
         for sub in ("bos", "opp"):
             (stage / sub).mkdir(parents=True)
@@ -1167,6 +1194,8 @@ def format_legs(legs: Sequence[Leg], *, progress: Progress = _noprogress, label:
             progress(f"writing {leg.label}", (n + 1) / (len(legs) + 1))
             leg.write_record(LegRecord(LegRecord.DIRTY, 0, fs_size))
             copy_range(scratch, 0, leg.path, leg.offset, fs_size)
+            if not _same_as(scratch, 0, leg.path, leg.offset, fs_size):
+                raise FormatError(f"{leg.label}: the repository reads back different from what was written")
             leg.write_record(LegRecord(LegRecord.CLEAN, 1, fs_size))
     progress(f"repository written to {len(legs)} legs", 1.0)
     return toc

@@ -213,3 +213,28 @@ def test_wrapped_buffer_after_many_real_commits(tmp_path, loopdev):
     ck = lvm_cmd("vgck", "realvg", devices=devs)
     assert clean_output(ck.stdout + ck.stderr) == []
     assert int(vg_field(devs, "realvg", "seqno")) == scan(refs).vgs["realvg"].seqno
+
+
+def test_real_vg_with_ignored_mda_and_pv_without_mda(tmp_path, loopdev):
+    imgs = [image(tmp_path / f"m{i}.img", 64 << 20) for i in range(3)]
+    devs = [loopdev(p) for p in imgs]
+    lvm_cmd("pvcreate", "--pvmetadatacopies", "2", devs[0], devices=devs)
+    lvm_cmd("pvcreate", devs[1], devices=devs)
+    lvm_cmd("pvcreate", "--pvmetadatacopies", "0", devs[2], devices=devs)
+    lvm_cmd("vgcreate", "ignvg", *devs, devices=devs)
+    lvm_cmd("pvchange", "--metadataignore", "y", devs[1], devices=devs)
+    lvm_cmd("lvcreate", "--driverloaded", "n", "-an", "-Zn", "-L", "8m", "-n", "a", "ignvg", devs[2], devices=devs)
+    refs = [DiskRef(f"naa.m{i}", p) for i, p in enumerate(imgs)]
+    devmap = {(str(p), 0): d for p, d in zip(imgs, devs)}
+    res = scan(refs)
+    info = res.vgs["ignvg"]
+    assert info.healthy, (res.problems, info.stale)
+    assert len(info.pvs) == 3 and info.seqno == int(vg_field(devs, "ignvg", "seqno"))
+    assert any(m.ignored for l in info.pvs.values() for m in l.mdas)
+    assert lvs_rows(devs) == our_rows(res, devmap)
+    vgops.lv_create("ignvg", refs, "b", "4M", pvs=["naa.m2"])     # our commit skips the ignored mda
+    ck = lvm_cmd("vgck", "ignvg", devices=devs)
+    assert clean_output(ck.stdout + ck.stderr) == []
+    assert lvs_rows(devs) == our_rows(scan(refs), devmap)
+    mda_free = lvm_cmd("pvs", "--noheadings", "-o", "pv_name,pv_mda_count,pv_mda_used_count", devices=devs).stdout
+    assert mda_free.split().count("0") >= 1

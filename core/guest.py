@@ -209,15 +209,59 @@ def _pack_newc(src: Path, out_fh, compress: bool) -> None:
     out_fh.write(data)
 
 
+#: bumped whenever the staging code changes what goes into a cached archive
+_LAYOUT_VERSION = 2
+
+
 def _base_key(kparts: KernelParts, modules: Sequence[str], binaries: Sequence[str]) -> str:
     h = hashlib.sha256()
-    h.update(kparts.version.encode())
+    h.update(f"{_LAYOUT_VERSION}:{kparts.version}".encode())
     h.update(INIT.encode() + LVM_CONF.encode())
     h.update("\0".join(modules).encode())
     for b in [*binaries, str(debparts.busybox())]:
         st = os.stat(b)
         h.update(f"{b}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
+
+
+def _copy_host_file(root: Path, f: Path) -> None:
+    """Copy a host file into the same place of the guest tree (usr/lib -> lib, usr/sbin -> sbin
+    for libraries and admin tools, as the guest has no usrmerge symlinks)."""
+    rel = Path(f).relative_to("/")
+    if str(rel).startswith("usr/lib/x86_64-linux-gnu/"):
+        rel = Path("lib") / rel.relative_to("usr/lib")
+    if str(rel).startswith("usr/sbin/"):
+        rel = Path("sbin") / rel.name
+    dest = root / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        shutil.copy2(os.path.realpath(f), dest)
+
+
+def _stage_base(root: Path, kparts: KernelParts, modules: Sequence[str], binaries: Sequence[str],
+                cache: str | os.PathLike[str] | None, init: str) -> None:
+    """busybox, the modules (load order in /etc/sanbos/modules), binaries + libraries, lvm.conf, /init."""
+    for sub in ("bin", "sbin", "etc/sanbos", "etc/lvm", "proc", "sys", "dev", "run", "tmp", "mnt",
+                "lib64", "lib/x86_64-linux-gnu", "usr/bin", "usr/sbin"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(debparts.busybox(cache), root / "bin" / "busybox")
+    for f in binary_closure(binaries):
+        _copy_host_file(root, f)
+    if (root / "sbin" / "lvm").exists():
+        for tool in ("vgchange", "vgimport", "vgscan", "vgs", "lvs", "pvs", "vgmknodes", "lvchange"):
+            if not (root / "sbin" / tool).exists():
+                os.symlink("lvm", root / "sbin" / tool)
+    order = []
+    for ko in module_files(kparts, modules):
+        rel = Path("lib/modules") / kparts.version / ko.relative_to(kparts.modules_dir)
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ko, dest)
+        order.append("/" + str(rel))
+    (root / "etc/sanbos/modules").write_text("\n".join(order) + "\n")
+    (root / "etc/lvm/lvm.conf").write_text(LVM_CONF)
+    (root / "init").write_text(init)
+    (root / "init").chmod(0o755)
 
 
 def build_base_initrd(kparts: KernelParts, *, cache: str | os.PathLike[str] | None = None,
@@ -233,33 +277,7 @@ def build_base_initrd(kparts: KernelParts, *, cache: str | os.PathLike[str] | No
             return out
         with tempfile.TemporaryDirectory(prefix="guest-root.", dir=d) as tmp:
             root = Path(tmp)
-            for sub in ("bin", "sbin", "etc/sanbos", "etc/lvm", "proc", "sys", "dev", "run", "tmp", "mnt",
-                        "lib64", "lib/x86_64-linux-gnu", "usr/bin", "usr/sbin"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(debparts.busybox(cache), root / "bin" / "busybox")
-            for f in binary_closure(binaries):
-                rel = f.relative_to("/")
-                if str(rel).startswith("usr/lib/"):
-                    rel = Path("lib") / rel.relative_to("usr/lib")
-                if str(rel).startswith("usr/sbin/"):
-                    rel = Path("sbin") / rel.name
-                dest = root / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(os.path.realpath(f), dest)
-            for tool in ("vgchange", "vgimport", "vgscan", "vgs", "lvs", "pvs", "vgmknodes", "lvchange"):
-                os.symlink("lvm", root / "sbin" / tool)
-            order = []
-            for ko in module_files(kparts, modules):
-                rel = Path("lib/modules") / kparts.version / ko.relative_to(kparts.modules_dir)
-                dest = root / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ko, dest)
-                order.append("/" + str(rel))
-            (root / "etc/sanbos/modules").write_text("\n".join(order) + "\n")
-            (root / "etc/lvm/lvm.conf").write_text(LVM_CONF)
-            init = root / "init"
-            init.write_text(INIT)
-            init.chmod(0o755)
+            _stage_base(root, kparts, modules, binaries, cache, INIT)
             partial = out.with_suffix(".part")
             with open(partial, "wb") as fh:
                 _pack_newc(root, fh, compress=True)

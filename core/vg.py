@@ -8,12 +8,11 @@ returns a printable ``Plan`` and writes nothing.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .disk import Disk, DiskRef
-from .errors import LVMError, MetadataError, NotFoundError, SanbosError, SpaceError, UnsafeDiskError, UsageError
+from .errors import LVMError, MetadataError, NotFoundError, SanbosError, SpaceError, UsageError
 from .ids import select
 from .lvm import alloc, commit as lvmcommit
 from .lvm import uuid as lvmuuid

@@ -3,12 +3,10 @@ and repaired by ``check --repair`` from the good copies; real LVM2 agrees."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from conftest import lvm_cmd
-from lvm_helpers import attach_pvs, clean_output, lvs_rows, our_rows, refs_of
+from lvm_helpers import attach_pvs, clean_output, lvs_rows, refs_of
 
 from core import vg as vgops
 from core.lvm.scan import scan

@@ -8,8 +8,6 @@ import random
 import signal
 import time
 
-import pytest
-
 from conftest import lvm_cmd, require_root, require_tool
 from lvm_helpers import image
 

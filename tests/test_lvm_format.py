@@ -3,7 +3,6 @@ and corrupt input never raising anything but sanbos' own errors."""
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 from pathlib import Path

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 
-import pytest
-
 from conftest import require_tool
 from lvm_helpers import refs_of
 

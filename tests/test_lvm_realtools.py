@@ -12,13 +12,13 @@ import pytest
 
 from conftest import lvm_cmd, require_root, require_tool
 from lvm_helpers import (attach_pvs, clean_output, dashed, image, lvs_rows, make_fabric_vg, our_rows,
-                         pvs_table, refs_of, vg_field)
+                         pvs_table, vg_field)
 
 from core import vg as vgops
 from core.disk import DiskRef
 from core.errors import LVMError
 from core.lvm import text as lvmtext
-from core.lvm.model import LV, Segment, VG, new_lv
+from core.lvm.model import Segment, VG, new_lv
 from core.lvm.scan import scan
 
 pytestmark = pytest.mark.usefixtures("_root")

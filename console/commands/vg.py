@@ -7,7 +7,6 @@ import json
 
 from core import vg as vgops
 from core.disk import DiskRef
-from core.errors import NotFoundError
 from core.lvm import uuid as lvmuuid
 from core.units import human
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..disk import Disk
 from ..errors import SpaceError
 from .label import PVLabel
-from .mda import MDA_HEADER_SIZE, MDAHeader, RawLocn, place_text
+from .mda import MDAHeader, RawLocn, place_text
 
 # Fault injection for crash tests: after this many writes, the process dies
 # (os._exit) before the next one.  Set by tests through the environment.

@@ -18,7 +18,7 @@ from ..errors import DiskError, MetadataError, SanbosError
 from . import uuid as lvmuuid
 from .label import LABEL_SCAN_SECTORS, LABEL_SIZE, PVLabel, find_label, salvage_label
 from .mda import MDA_HEADER_SIZE, MDAHeader, read_text
-from .model import VG, parse_vg
+from .model import VG
 
 LVM_PART_GUID = "E6D6D379-F507-44C2-A23C-238F2A3DF928"
 HEAD = LABEL_SCAN_SECTORS * LABEL_SIZE

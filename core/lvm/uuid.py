@@ -8,7 +8,6 @@ import re
 from ..errors import MetadataError
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!#"
-_VALID = frozenset(ALPHABET)
 _GROUPS = (6, 4, 4, 4, 4, 4, 6)
 _VALID_RE = re.compile(r"[0-9a-zA-Z!#]{32}")
 

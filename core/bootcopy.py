@@ -672,8 +672,10 @@ def remove(vg_name: str, disks: Sequence[DiskRef], gone: Sequence[str], *,
 
 
 def status(vg_name: str, disks: Sequence[DiskRef]) -> dict[str, str]:
-    """disk ID -> health, quickly (for the disk listing): a full verify without the GRUB check."""
+    """disk ID -> health (for the disk listing): a full read of every copy, without the GRUB check.
+
+    Empty when the VG has no boot copies (no ``bootlv`` or no record)."""
     try:
         return verify(vg_name, disks, check_grub=False).health()
-    except NotFoundError:
+    except (NotFoundError, FormatError):
         return {}

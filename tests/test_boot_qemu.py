@@ -53,7 +53,7 @@ def test_bios_each_boot_disk_alone_boots_its_own_copy(vg4):
 def test_uefi_boot_disk_boots_its_own_copy(vg4):
     require_tool(str(qemu.OVMF))
     luns = vg4["fabric"].luns
-    picks = [1, 3]
+    picks = [3]   # disk 4; disk 2 boots under OVMF in the blank-disk test below
     with ThreadPoolExecutor(WORKERS) as pool:
         futs = [pool.submit(_boot, [_drive(luns[i], 1)], vg4["dir"] / f"uefi-disk{i + 1}.log", "uefi")
                 for i in picks]

@@ -285,7 +285,8 @@ def vgs(draw):
     if draw(st.booleans()):
         vg.extra["tags"] = draw(st.lists(st.from_regex(r"[a-z0-9_]{1,8}", fullmatch=True), max_size=3))
     used = {p.name: 0 for p in pvs}
-    lvnames = draw(st.lists(names.filter(lambda n: "_r" not in n and "_m" not in n and not n.startswith(("snapshot", "pvmove"))),
+    lvnames = draw(st.lists(names.filter(lambda n: "_r" not in n and "_m" not in n and n not in ("r", "str")
+                                         and not n.startswith(("snapshot", "pvmove"))),
                             max_size=4, unique=True))
     for n in lvnames:
         segs = []
@@ -301,6 +302,29 @@ def vgs(draw):
         if segs:
             vg.lvs.append(LV(n, draw(uuids), creation_time=draw(st.integers(0, 2**31)),
                              creation_host=draw(strings), segments=segs))
+    # a 2-stripe LV, a raid1 LV with rmeta/rimage pairs and an old mirror LV, when space allows
+    if len(pvs) >= 2 and all(used[p.name] + 4 <= p.pe_count for p in pvs[:2]):
+        a, b = pvs[0].name, pvs[1].name
+        vg.lvs.append(LV("str", draw(uuids), segments=[Segment(0, 2, "striped", stripes=[(a, used[a]), (b, used[b])],
+                                                               stripe_size=draw(st.sampled_from([8, 128])))]))
+        used[a] += 1
+        used[b] += 1
+        kind = draw(st.sampled_from(["raid1", "mirror"]))
+        subs = []
+        for k, pvn in enumerate((a, b)):
+            if kind == "raid1":
+                subs.append(LV(f"r_rmeta_{k}", draw(uuids), status=["READ", "WRITE"],
+                               segments=[Segment(0, 1, "striped", stripes=[(pvn, used[pvn])])]))
+                used[pvn] += 1
+            subs.append(LV(f"r_{'rimage' if kind == 'raid1' else 'mimage'}_{k}", draw(uuids),
+                           status=["READ", "WRITE"], segments=[Segment(0, 1, "striped", stripes=[(pvn, used[pvn])])]))
+            used[pvn] += 1
+        if kind == "raid1":
+            top = Segment(0, 1, "raid1", raids=[s.name for s in subs], region_size=4096)
+        else:
+            top = Segment(0, 1, "mirror", mirrors=[(s.name, 0) for s in subs], region_size=1024)
+        vg.lvs.append(LV("r", draw(uuids), segments=[top]))
+        vg.lvs += subs
     return vg
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from boothelp import VG, demo_image, flip_byte, install_vg, leg_range, sparse_copy
+from boothelp import demo_image, flip_byte, install_vg, leg_range, sparse_copy
 from conftest import require_tool
 from core import bootimage, ext4, qemu
 

@@ -127,9 +127,21 @@ class VolumeGroup:
 
         return rd, (wr if self.write else None)
 
-    def lv_io(self, name: str, leg: int | None = None) -> LVFile:
+    def leg_on(self, name: str, disk: str) -> int:
+        """Index of the raid1/mirror leg of LV ``name`` that lies on ``disk`` (ID/prefix/PV UUID)."""
+        lv = self.lv(name)
+        pvn = self.pv_for_disk(disk).name
+        for k in range(lv_legs(self.vg, lv)):
+            if any(p.pv_name == pvn for p in map_lv(self.vg, lv, k)):
+                return k
+        raise NotFoundError(f"LV {name} has no leg on {self._pv_label(pvn)}")
+
+    def lv_io(self, name: str, leg: int | None = None, disk: str | None = None) -> LVFile:
+        """File-like LV; ``disk`` picks the leg on that disk (boot copies: read your own disk's leg)."""
         if self.closed:
             raise LVMError(f"VG {self.name} is closed")
+        if disk is not None:
+            leg = self.leg_on(name, disk)
         return LVFile(self.vg, self.lv(name), self._access, leg, writable=self.write)
 
     def lv_ranges(self, name: str, leg: int = 0) -> list[tuple[str, int, int]]:

@@ -31,6 +31,11 @@ def test_grub_reads_linear_and_each_raid1_leg(make_fabric, tmp_path):
             io = g.lv_io(name)
             payloads[name] = os.urandom(io.size)
             io.write(payloads[name])
+        # each leg on its own disk holds the same bytes; a leg can be named by its disk
+        for k, ref in enumerate(refs):
+            assert g.leg_on("bootlv", ref.id) == k
+            assert g.lv_io("bootlv", disk=ref.id).read() == payloads["bootlv"]
+            assert all(p == str(ref.path) for p, _, _ in g.lv_ranges("bootlv", leg=k))
     imgs = [r.path for r in refs]
     for name, data in payloads.items():
         (tmp_path / name).write_bytes(data)

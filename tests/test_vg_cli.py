@@ -55,6 +55,8 @@ def test_vg_lifecycle(capsys, fab):
     assert inst["segments"][0]["pe_ranges"] == [f"{ids[1]}:3-12"]
     code, out, _ = run(capsys, "vg", "list", "--fabric", root)
     assert "instvg" in out
+    code, _, err = run(capsys, "vg", "create", "instvg", "--disk", ids[3], "--fabric", root)
+    assert code == 1 and "already exists" in err
     code, out, _ = run(capsys, "lv", "list", "-a", "--fabric", root)
     assert "bootlv_rimage_1" in out and "instlv" in out
 

@@ -86,6 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _create(args: argparse.Namespace) -> int:
     disks = resolve(args.disk, args.fabric)
     force = [d.id for d in resolve(args.force, args.fabric)] if args.force else []
+    existing = vgops.list_vgs(all_disks(args.fabric)).vgs.get(args.name)
+    if existing is not None:
+        from core.errors import LVMError
+        raise LVMError(f"a VG named {args.name} already exists (on "
+                       f"{', '.join(sorted(l.where for l in existing.pvs.values()))}); choose another name")
     r = vgops.create(args.name, disks, force_ids=force, dry_run=args.dry_run,
                      layout="whole" if args.whole_disk else "gpt", extent_size=args.extent_size)
     if isinstance(r, vgops.Plan):

@@ -393,14 +393,17 @@ def mirror(vg_name: str, disks: Sequence[DiskRef], image: str | os.PathLike[str]
         actions.append(f"{len(pvs)} boot cop{'y' if len(pvs) == 1 else 'ies'} written and read back")
         actions += _install_grub(vgo, rec, info.cmdline, p, 0.6, 0.4)
     p("done", 1.0)
-    rep = verify(vg_name, disks)
+    rep = verify(vg_name, disks, _read_back=dict(rec.copies))
     rep.actions = actions
     return rep
 
 
 def verify(vg_name: str, disks: Sequence[DiskRef], *, progress: Progress | None = None,
-           check_grub: bool = True) -> Report:
-    """Read every boot copy in full and report each one's health by disk ID."""
+           check_grub: bool = True, _read_back: dict[str, str] | None = None) -> Report:
+    """Read every boot copy in full and report each one's health by disk ID.
+
+    (``_read_back``: raw PV UUID -> SHA-256 just read back by the caller under
+    the same lock, so ``mirror`` does not read every copy a second time.)"""
     p = progress or _noprogress
     with vgmod.open_vg(vg_name, disks, write=False) as vgo:
         vgo.lv(BOOT_LV)
@@ -421,7 +424,11 @@ def verify(vg_name: str, disks: Sequence[DiskRef], *, progress: Progress | None 
             leg, dev = legs[pv]
             c.grub_device = dev
             try:
-                c.sha256 = _hash_leg(vgo, leg, rec.size, p, i / max(n, 1), 1 / max(n, 1), f"copy {i + 1} on {did}")
+                if _read_back is not None and pv in _read_back:
+                    c.sha256 = _read_back[pv]
+                else:
+                    c.sha256 = _hash_leg(vgo, leg, rec.size, p, i / max(n, 1), 1 / max(n, 1),
+                                         f"copy {i + 1} on {did}")
             except SanbosError as e:
                 c.status, c.detail = "bad", f"cannot read: {e}"
                 continue

@@ -298,14 +298,18 @@ def _install_grub(vgo: vgmod.VolumeGroup, rec: Record, cmdline: str, progress: P
     return done
 
 
-def _grub_state(ref: DiskRef) -> tuple[bool, bool]:
+def _grub_state(ref: DiskRef, own_device: str) -> tuple[bool, bool]:
+    """(BIOS GRUB in place, UEFI GRUB in place and made for this disk's own copy)."""
     try:
         parts = _partitions(ref)
         bios = grub.read_bios(ref.path, parts.bios_start)["grub_boot"]
     except (SanbosError, OSError):
         return False, False
     try:
-        uefi = len(grub.esp_read(ref.path, parts.esp_start)) > 0
+        efi = grub.esp_read(ref.path, parts.esp_start)
+        # the EFI image's memdisk is stored uncompressed: its script must try this disk's copy first
+        first = efi.find(b"hashsum --hash sha256 --check (")
+        uefi = first >= 0 and efi[first:first + 200].find(f"({own_device})/".encode()) > 0
     except SanbosError:
         uefi = False
     return bool(bios), uefi
@@ -448,7 +452,7 @@ def verify(vg_name: str, disks: Sequence[DiskRef], *, progress: Progress | None 
             else:
                 c.detail = "matches the record"
             if check_grub:
-                c.grub_bios, c.grub_uefi = _grub_state(vgo.info.pvs[pv].ref)
+                c.grub_bios, c.grub_uefi = _grub_state(vgo.info.pvs[pv].ref, dev)
                 if not (c.grub_bios and c.grub_uefi):
                     missing = [w for w, ok in (("BIOS", c.grub_bios), ("UEFI", c.grub_uefi)) if not ok]
                     c.detail += f"; GRUB for {' and '.join(missing)} not installed"

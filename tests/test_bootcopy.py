@@ -274,3 +274,17 @@ def test_verify_with_a_disk_absent(vg4):
     fixed = bootcopy.repair(VG, refs[1:])
     assert [c.status for c in fixed.copies] == ["missing", "ok", "ok", "ok"]
     assert bootcopy.verify(VG, refs).ok
+
+
+def test_verify_finds_grub_made_for_another_disk(vg4):
+    refs = vg4["refs"]
+    esp0, esp1 = partitions(refs[0].path)["esp"], partitions(refs[1].path)["esp"]
+    with open(refs[1].path, "rb") as f:
+        f.seek(esp1.start)
+        other = f.read(esp1.size)
+    with open(refs[0].path, "r+b") as f:
+        f.seek(esp0.start)
+        f.write(other)
+    rep = bootcopy.verify(VG, refs)
+    assert rep.health()[refs[0].id] == "bad" and rep.copies[0].grub_uefi is False
+    assert bootcopy.repair(VG, refs).ok

@@ -26,14 +26,36 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Which module registers each top-level command.  Importing only the module
+# a command needs keeps start-up short (engine modules are heavy to import);
+# tests/test_cli.py checks this table against a full registration.
+COMMAND_MODULES = {
+    "admin": "admin", "bootcopy": "bootcopy", "bootimage": "bootimage", "bootlist": "bootlist",
+    "console": "console", "disks": "disks", "disk": "disks", "fabric": "fabric",
+    "install": "install", "lv": "lv", "machine": "machine", "opp": "opp", "check": "recover",
+    "recover": "recover", "repo": "repo", "bos": "repo", "serve": "serve", "vg": "vg", "vm": "vm",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (``only``) one holding just that module's commands."""
     parser = _Parser(prog="sanbos", description="Maintenance console and engine for SAN install volume groups.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+    names = [only] if only else sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+    for name in names:
+        module = importlib.import_module(f"{commands.__name__}.{name}")
         if hasattr(module, "register"):
             module.register(sub)
     return parser
+
+
+def _first_command(argv: list[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+        if arg in ("-h", "--help"):
+            return None
+    return None
 
 
 def fabric_arg(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +65,8 @@ def fabric_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(COMMAND_MODULES.get(_first_command(argv) or ""))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -635,6 +635,20 @@ def _data_extents(fd: int, offset: int, length: int) -> list[tuple[int, int]]:
     return out
 
 
+def _kcopy(sfd: int, dfd: int, n: int, src_off: int, dst_off: int) -> int:
+    """Copy inside the kernel: copy_file_range (same file system), else sendfile, else read/write."""
+    try:
+        return os.copy_file_range(sfd, dfd, n, src_off, dst_off)
+    except OSError:
+        pass
+    try:
+        os.lseek(dfd, dst_off, os.SEEK_SET)
+        return os.sendfile(dfd, sfd, src_off, n)
+    except OSError:
+        data = os.pread(sfd, min(n, 4 * MiB), src_off)
+        return os.pwrite(dfd, data, dst_off)
+
+
 def copy_range(src: Path, src_off: int, dst: Path, dst_off: int, length: int,
                progress: Progress = _noprogress, what: str = "") -> None:
     """Copy ``length`` bytes, keeping holes as holes (punched, or zeros on a block device)."""
@@ -648,11 +662,7 @@ def copy_range(src: Path, src_off: int, dst: Path, dst_off: int, length: int,
             cur = start
             while cur < end:
                 n = min(end - cur, 64 * MiB)
-                try:
-                    done = os.copy_file_range(sfd, dfd, n, src_off + cur, dst_off + cur)
-                except OSError:
-                    data = os.pread(sfd, n, src_off + cur)
-                    done = os.pwrite(dfd, data, dst_off + cur)
+                done = _kcopy(sfd, dfd, n, src_off + cur, dst_off + cur)
                 if done <= 0:
                     raise OSError(errno.EIO, f"short copy from {src}")
                 cur += done
@@ -704,17 +714,43 @@ def _root_dir_blocks(t: ext4.Target) -> set[int]:
     return {int(x) for x in out.split() if x.isdigit()}
 
 
-def _scratch_dir(need: int = 0) -> str | None:
-    """Where scratch file systems go: $SANBOS_TMP, else /dev/shm (memory) when it has room, else $TMPDIR."""
+def _scratch_dir(need: int = 0, near: Path | None = None) -> str | None:
+    """Where scratch file systems go: $SANBOS_TMP; else next to the disk image ``near`` (same
+    file system, so copy_file_range copies inside the kernel, as cp does) when there is room;
+    else $TMPDIR."""
     if os.environ.get("SANBOS_TMP"):
         return os.environ["SANBOS_TMP"]
-    try:
-        st = os.statvfs("/dev/shm")
-        if os.access("/dev/shm", os.W_OK) and st.f_bavail * st.f_frsize > 2 * need + 64 * MiB:
-            return "/dev/shm"
-    except OSError:
-        pass
+    if near is not None and near.is_file():
+        d = near.parent
+        try:
+            st = os.statvfs(d)
+            if os.access(d, os.W_OK) and st.f_bavail * st.f_frsize > need + 64 * MiB:
+                return str(d)
+        except OSError:
+            pass
     return None
+
+
+def _differing(src: Path, legs: Sequence["Leg"], length: int) -> list["Leg"]:
+    """Legs whose bytes differ from ``src`` over its data extents (``src`` read once)."""
+    sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    fds = [os.open(l.path, os.O_RDONLY | os.O_CLOEXEC) for l in legs]
+    bad: set[int] = set()
+    try:
+        for start, end in _data_extents(sfd, 0, length):
+            pos = start
+            while pos < end:
+                n = min(4 * MiB, end - pos)
+                want = os.pread(sfd, n, pos)
+                for k, (leg, fd) in enumerate(zip(legs, fds)):
+                    if k not in bad and os.pread(fd, n, leg.offset + pos) != want:
+                        bad.add(k)
+                pos += n
+    finally:
+        os.close(sfd)
+        for fd in fds:
+            os.close(fd)
+    return [legs[k] for k in sorted(bad)]
 
 
 def _same_as(src: Path, src_off: int, dst: Path, dst_off: int, length: int) -> bool:
@@ -907,7 +943,7 @@ class Repository:
         src = self.good_legs()[0]
         rec = src.read_record()
         assert rec is not None
-        with tempfile.TemporaryDirectory(prefix="sanbos-repo-", dir=_scratch_dir(self.fs_size)) as d:
+        with tempfile.TemporaryDirectory(prefix=".sanbos-repo-", dir=_scratch_dir(self.fs_size, src.path)) as d:
             scratch = Path(d) / "fs.img"
             _metadata_copy(src, scratch, self.fs_size)
             target = ext4.Target(scratch, 0, self.fs_size, name=f"repository of VG {self.vg_name} ({what})")
@@ -1062,11 +1098,7 @@ def _copy_blocks(sfd: int, dfd: int, start: int, count: int, dst_base: int) -> N
     pos, end = start * BLOCK, (start + count) * BLOCK
     while pos < end:
         n = min(end - pos, 64 * MiB)
-        try:
-            done = os.copy_file_range(sfd, dfd, n, pos, dst_base + pos)
-        except OSError:
-            data = os.pread(sfd, min(n, 4 * MiB), pos)
-            done = os.pwrite(dfd, data, dst_base + pos)
+        done = _kcopy(sfd, dfd, n, pos, dst_base + pos)
         if done <= 0:
             raise OSError(errno.EIO, "short copy while writing a repository leg")
         pos += done
@@ -1096,6 +1128,16 @@ def _file_chunks(disk: Path, base: int, extents: list[tuple[int, int, int, bool]
         i = 0
         while pos < size:
             n = min(chunk, size - pos)
+            lblk = pos // bs
+            while i < len(extents) and extents[i][0] + extents[i][2] <= lblk:
+                i += 1
+            if i < len(extents) and extents[i][0] <= lblk and not extents[i][3] \
+                    and (extents[i][0] + extents[i][2]) * bs >= pos + n:
+                lstart, pstart = extents[i][0], extents[i][1]
+                data = os.pread(fd, n, base + pstart * bs + (pos - lstart * bs))  # one extent: no copying
+                yield data if len(data) == n else data.ljust(n, b"\0")
+                pos += n
+                continue
             buf = bytearray(n)
             cur = pos
             while cur < pos + n:
@@ -1169,7 +1211,7 @@ def format_legs(legs: Sequence[Leg], *, progress: Progress = _noprogress, label:
     if fs_size < 8 * MiB:
         raise SpaceError(f"{legs[0].label}: {human(legs[0].size)} is too small for a repository (8 MiB at least)")
     toc = Toc(seqno=1, updated=_now(), images=[e for e, _ in files])
-    with tempfile.TemporaryDirectory(prefix="sanbos-repo-", dir=_scratch_dir(fs_size)) as d:
+    with tempfile.TemporaryDirectory(prefix=".sanbos-repo-", dir=_scratch_dir(fs_size, legs[0].path)) as d:
         stage = Path(d) / "stage"
         for sub in ("bos", "opp"):
             (stage / sub).mkdir(parents=True)
@@ -1190,12 +1232,18 @@ def format_legs(legs: Sequence[Leg], *, progress: Progress = _noprogress, label:
         except SpaceError:
             raise SpaceError(f"{REPO_LV}: the initial images ({human(sum(e.size for e, _ in files))}) "
                              f"do not fit in {human(fs_size)}") from None
+        # a new repository has no old state to protect: write every leg, read every leg back, then
+        # mark them clean
         for n, leg in enumerate(legs):
-            progress(f"writing {leg.label}", (n + 1) / (len(legs) + 1))
+            progress(f"writing {leg.label}", (n + 1) / (len(legs) + 2))
             leg.write_record(LegRecord(LegRecord.DIRTY, 0, fs_size))
             copy_range(scratch, 0, leg.path, leg.offset, fs_size)
-            if not _same_as(scratch, 0, leg.path, leg.offset, fs_size):
-                raise FormatError(f"{leg.label}: the repository reads back different from what was written")
+        progress(f"reading back {len(legs)} legs", len(legs) / (len(legs) + 2))
+        bad = _differing(scratch, legs, fs_size)
+        if bad:
+            raise FormatError("the repository reads back different from what was written on "
+                              + ", ".join(l.label for l in bad))
+        for leg in legs:
             leg.write_record(LegRecord(LegRecord.CLEAN, 1, fs_size))
     progress(f"repository written to {len(legs)} legs", 1.0)
     return toc

@@ -650,7 +650,7 @@ def _kcopy(sfd: int, dfd: int, n: int, src_off: int, dst_off: int) -> int:
 
 
 def copy_range(src: Path, src_off: int, dst: Path, dst_off: int, length: int,
-               progress: Progress = _noprogress, what: str = "") -> None:
+               progress: Progress = _noprogress, what: str = "", fsync: bool = True) -> None:
     """Copy ``length`` bytes, keeping holes as holes (punched, or zeros on a block device)."""
     sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     dfd = os.open(dst, os.O_RDWR | os.O_CLOEXEC)
@@ -669,7 +669,8 @@ def copy_range(src: Path, src_off: int, dst: Path, dst_off: int, length: int,
                 progress(what, cur / length if length else 1.0)
             pos = end
         _zero(dfd, dst_off + pos, length - pos, regular)
-        os.fsync(dfd)
+        if fsync:
+            os.fsync(dfd)
     finally:
         os.close(sfd)
         os.close(dfd)
@@ -1237,7 +1238,13 @@ def format_legs(legs: Sequence[Leg], *, progress: Progress = _noprogress, label:
         for n, leg in enumerate(legs):
             progress(f"writing {leg.label}", (n + 1) / (len(legs) + 2))
             leg.write_record(LegRecord(LegRecord.DIRTY, 0, fs_size))
-            copy_range(scratch, 0, leg.path, leg.offset, fs_size)
+            copy_range(scratch, 0, leg.path, leg.offset, fs_size, fsync=False)
+        for leg in legs:  # one flush at the end lets the kernel write the legs back in parallel
+            fd = os.open(leg.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         progress(f"reading back {len(legs)} legs", len(legs) / (len(legs) + 2))
         bad = _differing(scratch, legs, fs_size)
         if bad:

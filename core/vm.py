@@ -18,6 +18,15 @@ How the disks are attached, the way a SAN presents LUNs:
   the NAA identifier's first 8 bytes; the full ``naa.`` ID is given as the
   ``device_id`` that VPD page 0x83 reports).
 
+Firmware and failover: each disk sits on its own virtio-scsi controller and
+gets ``bootindex`` = its place in the boot list.  OVMF (``firmware="uefi"``)
+makes one boot option per disk in that order and, when one fails (blank or
+dead disk, no ``EFI/BOOT/BOOTX64.EFI``), goes on to the next: the ordered
+failover of the seed's paragraph 0054.  SeaBIOS (``"bios"``, the default)
+honours the order but tries only the first hard disk of it (it maps one disk
+to 0x80 and adds a single hard-disk boot entry); use UEFI for failover across
+disks.  UEFI machines get at least 512 MiB (GRUB's EFI loader needs it).
+
 Locks (the design, see ARCHITECTURE.md): QEMU and qemu-nbd take only
 ``fcntl`` byte-range locks on images, which sanbos's writers (``flock``)
 would not see.  So every ``qemu-nbd`` takes a **shared flock** on the image
@@ -264,6 +273,8 @@ def qemu_command(plan: MachinePlan, exports: dict[str, NbdExport], *, serial: st
                  serial_log: Path | None, kvm: bool = False, memory: int = 256,
                  extra: Sequence[str] = ()) -> list[str]:
     """The QEMU command line for ``plan`` (``serial``: ``"stdio"`` or ``"log"``)."""
+    if plan.firmware == "uefi":
+        memory = max(memory, 512)   # OVMF + GRUB's EFI linux loader run out of memory below that
     cmd = [which("qemu-system-x86_64"), "-name", f"sanbos-{plan.machine}"[:60],
            "-accel", "kvm" if kvm else "tcg", "-m", str(memory), "-display", "none",
            "-monitor", "none", "-net", "none", "-no-reboot", "-no-user-config"]
@@ -280,13 +291,15 @@ def qemu_command(plan: MachinePlan, exports: dict[str, NbdExport], *, serial: st
             raise UsageError("a serial log file is needed when the console is not the terminal")
         chardev = f"file,id=ser0,path={serial_log}"
     cmd += ["-chardev", chardev, "-serial", "chardev:ser0"]
-    cmd += ["-device", "virtio-scsi-pci,id=scsi0"]
     for n, d in enumerate(plan.drives):
+        # one virtio-scsi controller per disk (like one SAN path per LUN): OVMF then offers
+        # every disk as its own boot option, in bootindex order
+        cmd += ["-device", f"virtio-scsi-pci,id=scsi{n}"]
         if d.writable:
             src = f"file={d.path},format=raw,if=none,id=d{n},cache=writeback"
         else:
             src = f"file={exports[d.id].uri},format=raw,if=none,id=d{n},readonly=on"
-        dev = f"scsi-hd,drive=d{n},bus=scsi0.0,scsi-id={n},lun=0"
+        dev = f"scsi-hd,drive=d{n},bus=scsi{n}.0,scsi-id=0,lun=0"
         if d.serial:
             dev += f",serial={d.serial[:36]}"
         w = _wwn64(d.wwn)

@@ -74,9 +74,10 @@ def machine(registry: Path, mid: str, mode: str, boot: list[str], rootvg: list[s
 
 
 def boot(fabric: Path, registry: Path, mid: str, mode: str, pattern: str, work: Path,
-         timeout: float = 240) -> str:
+         timeout: float = 300, firmware: str = "bios") -> str:
     """Start the machine, wait for ``pattern`` on its console, stop it (by PID); the console text."""
-    rm = vm.start_machine(mid, mode, fabric=fabric, registry=registry, serial="log", work_dir=work)
+    rm = vm.start_machine(mid, mode, fabric=fabric, registry=registry, serial="log", work_dir=work,
+                          firmware=firmware)
     try:
         return rm.wait_for(pattern, timeout=timeout)
     finally:

@@ -45,23 +45,24 @@ def shot(app, name: str) -> None:
     app.save_screenshot(f"{name}.svg", path=str(SHOTS))
 
 
-@pytest.fixture(scope="session")
-def golden(tmp_path_factory) -> Path:
-    """A fabric: 4-disk install VG (boot copies + repository with BOS and one OPP) and 2 blank targets."""
+def build_install_fabric(base: Path) -> Path:
+    """A fabric: 4-disk install VG (boot copies + repository with BOS and one OPP) and 2 blank targets.
+
+    Made by the engine itself; skips when the Debian kernel for the boot image cannot be had.
+    """
     from core import bootcopy, bootimage, debparts, demoparts, repo
     from core import vg as vgmod
 
-    base = tmp_path_factory.mktemp("golden")
     counter = itertools.count(0xC0)
     real = fab.secrets.token_hex
     fab.secrets.token_hex = lambda n=16: f"{next(counter):0{2 * n}x}"[-2 * n:]   # stable IDs for the SVGs
     try:
-        f = fab.create(base / "fabric", 4, 128 * MiB)
-        refs = [DiskRef(l.wwn, l.path) for l in f.luns]
         try:
             debparts.kernel()
         except SanbosError as e:
             pytest.skip(f"Debian kernel not available (scripts/fetch-parts.sh): {e}")
+        f = fab.create(base / "fabric", 4, 128 * MiB)
+        refs = [DiskRef(l.wwn, l.path) for l in f.luns]
         bootimage.demo(base / "boot.img")
         vgmod.create(VG, refs)
         bootcopy.mirror(VG, refs, base / "boot.img")
@@ -72,6 +73,11 @@ def golden(tmp_path_factory) -> Path:
     finally:
         fab.secrets.token_hex = real
     return f.root
+
+
+@pytest.fixture(scope="session")
+def golden(tmp_path_factory) -> Path:
+    return build_install_fabric(tmp_path_factory.mktemp("golden"))
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from console.widgets.vt import VT_SAFE_GLYPHS
+from core import fabric as fab
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,54 +24,58 @@ def console_cmd(fabric: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "console.cli", "console", "--fabric", str(fabric), *extra]
 
 
+@pytest.fixture(scope="module")
+def install_fabric(tmp_path_factory) -> fab.Fabric:
+    from test_console_flows import build_install_fabric
+    return fab.load(build_install_fabric(tmp_path_factory.mktemp("terminal")))
+
+
 def vt_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEXTUAL", "COLORTERM", "NO_COLOR"))}
     env.update(TERM="linux", LANG="C.UTF-8", LC_ALL="C.UTF-8", PYTHONPATH=str(ROOT))
     return env
 
 
-def test_linux_console_emits_only_font_safe_glyphs(make_fabric):
-    """Everything the console writes on TERM=linux is in the default console font.
+class Pty:
+    """The console in a pseudo-terminal (TERM=linux, 80x24); every byte it writes is kept."""
 
-    Also: 16 colours only (no 256/truecolor codes) and no mouse reporting.
-    """
-    pexpect = pytest.importorskip("pexpect")
-    f = make_fabric(disks=3, size=64 * MiB)
-    child = pexpect.spawn(console_cmd(f.root)[0], console_cmd(f.root)[1:], env=vt_env(),
-                          dimensions=(24, 80), timeout=20, encoding=None)
-    out = bytearray()
+    def __init__(self, fabric_root: Path) -> None:
+        self.pexpect = pytest.importorskip("pexpect")
+        cmd = console_cmd(fabric_root)
+        self.child = self.pexpect.spawn(cmd[0], cmd[1:], env=vt_env(), dimensions=(24, 80), timeout=20,
+                                        encoding=None)
+        self.out = bytearray()
 
-    def read_for(seconds: float, until: bytes | None = None) -> bool:
+    def read(self, seconds: float, until: bytes | None = None) -> bool:
         end = time.monotonic() + seconds
+        start = len(self.out)
         while time.monotonic() < end:
             try:
-                out.extend(child.read_nonblocking(65536, timeout=0.1))
-            except pexpect.TIMEOUT:
+                self.out.extend(self.child.read_nonblocking(65536, timeout=0.1))
+            except self.pexpect.TIMEOUT:
                 pass
-            except pexpect.EOF:
+            except self.pexpect.EOF:
                 return True
-            if until is not None and until in out:
+            if until is not None and until in self.out[start:]:
                 return True
         return False
 
-    try:
-        assert read_for(20, b"Select Install/Boot Device"), out[-2000:]
-        read_for(0.8)
-        for keys in ("\t", f.luns[1].wwn[-4:], "\x1bOP"):      # other view, filter, F1 (help)
-            child.send(keys)
-            read_for(0.8)
-        child.send("\x1b")                                      # close help
-        read_for(0.8)
-        child.send("\x1b[21~")                                  # F10: quit asks first
-        read_for(0.8)
-        child.send("y")
-        read_for(10)
-        assert not child.isalive() or child.wait() is not None
-    finally:
-        if child.isalive():
-            child.terminate(force=True)
-    text = out.decode("utf-8", errors="strict")
-    assert "Select Install/Boot Device" in text and "Help" in text and "Quit" in text
+    def send(self, keys: str, wait: float = 0.8, until: bytes | None = None) -> bool:
+        self.child.send(keys)
+        return self.read(wait if until is None else 30, until)
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.terminate(force=True)
+
+    def text(self) -> str:
+        return self.out.decode("utf-8", errors="strict")
+
+
+F1, F10 = "\x1b[[A", "\x1b[21~"     # what the Linux console sends
+
+
+def check_vt_output(text: str) -> None:
     odd = {ch for ch in text if ord(ch) > 126 and ch not in VT_SAFE_GLYPHS}
     assert not odd, f"glyphs missing from the Linux console font: {sorted(odd)!r}"
     assert not re.search(r"\x1b\[[0-9;]*[34]8;[25];", text), "more than 16 colours used"
@@ -78,11 +83,58 @@ def test_linux_console_emits_only_font_safe_glyphs(make_fabric):
         assert f"\x1b[?{mode}h" not in text, f"mouse mode {mode} enabled"
 
 
-def test_tmux_linux_console_filter_and_select(make_fabric, tmp_path):
-    """tmux with TERM=linux at 80x24: send-keys filter the list; the pane shows the result."""
+def test_linux_console_emits_only_font_safe_glyphs(make_fabric):
+    """Boot menu, filter, help, quit on TERM=linux: only glyphs of the default console font.
+
+    Also: 16 colours only (no 256/truecolor codes) and no mouse reporting.
+    """
+    f = make_fabric(disks=3, size=64 * MiB)
+    pty = Pty(f.root)
+    try:
+        assert pty.read(20, b"Select Install/Boot Device"), pty.out[-2000:]
+        pty.read(0.8)
+        pty.send("\t")                                  # other view
+        pty.send(f.luns[1].wwn[-4:])                    # filter
+        pty.send(F1, until=b"How to work")              # help
+        pty.send("\x1b")                                # close help
+        pty.send(F10, until=b"Leave the maintenance")   # quit asks first
+        pty.send("y", wait=10)
+        assert not pty.child.isalive() or pty.child.wait() is not None
+    finally:
+        pty.close()
+    text = pty.text()
+    assert "Select Install/Boot Device" in text and "Help" in text and "Quit" in text
+    check_vt_output(text)
+
+
+def test_linux_console_maintenance_flow_glyphs(install_fabric):
+    """Select a boot device, the maintenance menu, a boot-copy verify with its progress bar
+    and log, the result: still only font-safe glyphs, 16 colours, no mouse."""
+    f = install_fabric
+    pty = Pty(f.root)
+    try:
+        assert pty.read(20, b"Select Install/Boot Device")
+        assert pty.read(20, b"ok ")                     # boot-copy health arrived
+        pty.send(f.luns[2].wwn[-5:])
+        pty.send("\r", until=b"imported read-only")
+        pty.send("4", until=b"Verify every boot copy")
+        pty.send("\r", until=b"all good")
+        pty.send("\r", until=b"Maintenance menu")
+        pty.send("\x1b", until=b"Select Install/Boot Device")
+        pty.send(F10, until=b"Leave the maintenance")
+        pty.send("y", wait=10)
+    finally:
+        pty.close()
+    text = pty.text()
+    assert "Result: Verify boot copies" in text
+    check_vt_output(text)
+
+
+def test_tmux_linux_console_filter_and_select(install_fabric):
+    """tmux with TERM=linux at 80x24: send-keys filter, select a boot device, see the maintenance menu."""
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed (scripts/setup.sh installs it)")
-    f = make_fabric(disks=4, size=64 * MiB)
+    f = install_fabric
     sock = f"sanbos-test-{uuid.uuid4().hex[:10]}"
     tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
     env = vt_env()
@@ -109,18 +161,26 @@ def test_tmux_linux_console_filter_and_select(make_fabric, tmp_path):
             subprocess.run(tmux + ["send-keys", "-t", "console", *k], check=True)
 
         wait_for("Select Install/Boot Device")
+        wait_for("boot copy ok")                                # boot-copy health read
+        text = pane()
+        assert all(lun.wwn in text for lun in f.luns[:4])       # the install-VG disks
+        assert f.luns[4].wwn not in text                        # blank targets: second view
         keys("Tab")
-        text = wait_for(f.luns[3].wwn)
-        assert all(lun.wwn in text for lun in f.luns)
+        text = wait_for(f.luns[5].wwn)
+        keys("-l", "zzz")
+        wait_for("No disk matches 'zzz'")
+        keys("Escape")
+        wait_for("2 disks.")
+        keys("Tab")
+        wait_for("view: boot devices (4)")
         keys("-l", f.luns[2].wwn[-5:])
         text = wait_for("1 of 4")
         assert f.luns[2].wwn in text and f.luns[0].wwn not in text
         keys("Enter")
-        wait_for("not an install-VG disk")
-        keys("Escape")
-        wait_for("4 disks.")
-        keys("z", "z", "z")
-        wait_for("No disk matches 'zzz'")
+        text = wait_for("imported read-only")
+        assert "Maintenance menu" in text and f"Boot device {f.luns[2].wwn}" in text
+        for entry in ("Install BOS", "Add OPPs", "Boot copies", "Boot lists"):
+            assert entry in text
         lines = pane().splitlines()
         assert len(lines) <= 24 and all(len(l) <= 80 for l in lines)
         keys("F10")

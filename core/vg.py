@@ -293,6 +293,13 @@ def _refuse_duplicates(info: VGInfo) -> None:
                        + "; cloned LUN? detach one copy (or give only the right disk) before using the VG")
 
 
+def _refuse_missing(info: VGInfo, name: str) -> None:
+    if info.missing:
+        miss = ", ".join(f"{m} ({lvmuuid.dashed(info.vg.pv(m).id)})" for m in info.missing)
+        raise LVMError(f"VG {name}: PV(s) {miss} not found on the disks given; "
+                       "add the missing disk(s) to the command")
+
+
 def open_vg(name: str, disks: Iterable[DiskRef], *, write: bool, allow_exported: bool = False,
             allow_missing: bool = False) -> VolumeGroup:
     """Open VG ``name`` found on ``disks``: exclusive locks on its PV disks for
@@ -323,10 +330,8 @@ def open_vg(name: str, disks: Iterable[DiskRef], *, write: bool, allow_exported:
         res = scan_open(locked.values())
         info = _pick(res, name, locked)
         _refuse_duplicates(info)
-        if write and info.missing and not allow_missing:
-            miss = ", ".join(f"{m} ({lvmuuid.dashed(info.vg.pv(m).id)})" for m in info.missing)
-            raise LVMError(f"VG {name}: PV(s) {miss} not found on the disks given; "
-                           "add the missing disk(s) to the command")
+        if write and not allow_missing:
+            _refuse_missing(info, name)
         if write and info.vg.exported and not allow_exported:
             raise LVMError(f"VG {name} is exported; import it first (sanbos vg import {name})")
         if write and info.vg.system_id and not allow_exported:
@@ -352,19 +357,69 @@ def _safety(refs: list[DiskRef], force_ids: Iterable[str]) -> list[str]:
     return notes
 
 
-def _pv_range(disk: Disk, ref: DiskRef, layout: str, dry_run: bool) -> tuple[int, int, int | None, str]:
-    """(offset, size, partition, description) of the PV-to-be on a disk."""
+def _pv_plan(disk: Disk, ref: DiskRef, layout: str) -> tuple[int, int, int | None, str]:
+    """(offset, size, partition, description) of the PV-to-be on a disk; nothing is written."""
     if layout == "whole":
         return 0, disk.size, None, f"{ref.id}: whole disk is the PV ({human(disk.size)})"
     from . import gpt
-    if dry_run:
-        parts = gpt.plan_layout(disk.size)
-        lvm = [p for p in parts if p.kind == "lvm"][0]
-        return lvm.start, lvm.size, lvm.number, (f"{ref.id}: write GPT ({gpt.describe(parts)}); "
-                                                 f"PV = partition {lvm.number}")
-    parts = gpt.apply_layout(disk)
+    try:
+        parts = gpt.plan_layout(disk.size, gpt.sector_size(disk))
+    except SpaceError as e:
+        raise SpaceError(f"disk {ref.id}: {e}") from None
     lvm = [p for p in parts if p.kind == "lvm"][0]
-    return lvm.start, lvm.size, lvm.number, f"{ref.id}: GPT written; PV = partition {lvm.number}"
+    return lvm.start, lvm.size, lvm.number, f"{ref.id}: write GPT ({gpt.describe(parts)}); PV = partition {lvm.number}"
+
+
+@dataclass
+class _NewPV:
+    """A PV planned on a disk (by ``_plan_pvs``), written by ``_write_pvs``."""
+
+    ref: DiskRef
+    disk: Disk
+    offset: int
+    size: int
+    partition: int | None
+    pv: PV
+    label: PVLabel
+
+
+def _plan_pvs(refs: list[DiskRef], opened: dict[str, tuple[DiskRef, Disk]], names: list[str], layout: str,
+              extent: int, ba_size: int, plan: Plan) -> list[_NewPV]:
+    """Plan a new PV on every disk; raises (SpaceError...) before anything is written."""
+    out = []
+    for ref, pvname in zip(refs, names):
+        disk = opened[ref.id][1]
+        off, size, part, desc = _pv_plan(disk, ref, layout)
+        pv, lab = _new_pv(pvname, size, extent, ba_size, ref.id if part is None else f"{ref.id} partition {part}")
+        plan.steps.append(desc)
+        plan.steps.append(f"{ref.id}: PV {pvname} {lvmuuid.dashed(pv.id)} at byte {off}, {pv.pe_count} extents of "
+                          f"{human(extent)}, metadata area {human(DEFAULT_MDA_SIZE)}")
+        out.append(_NewPV(ref, disk, off, size, part, pv, lab))
+    return out
+
+
+def _write_pvs(new: list[_NewPV], layout: str, info: VGInfo) -> None:
+    """GPT (layout "gpt"), then pvcreate on every planned PV; records them in ``info``."""
+    from .lvm.scan import MdaCopy
+    for n in new:
+        if layout == "gpt":
+            from . import gpt
+            lvm = [p for p in gpt.apply_layout(n.disk) if p.kind == "lvm"][0]
+            if (lvm.start, lvm.size) != (n.offset, n.size):
+                raise LVMError(f"disk {n.ref.id}: the LVM partition written ({lvm.start}+{lvm.size}) is not the "
+                               f"one planned ({n.offset}+{n.size})")
+        loc = PVLoc(ref=n.ref, offset=n.offset, size=n.size, partition=n.partition, label=n.label, uuid=n.pv.id)
+        hdr = _init_pv(n.disk, n.offset, n.label, loc.where)
+        loc.mdas = [MdaCopy(index=0, start=DEFAULT_MDA_START, size=DEFAULT_MDA_SIZE, header=hdr)]
+        info.pvs[n.pv.id] = loc
+
+
+def _refuse_twice(refs: list[DiskRef]) -> None:
+    seen: set[str] = set()
+    for r in refs:
+        if r.id in seen:
+            raise UsageError(f"disk {r.id} is named twice")
+        seen.add(r.id)
 
 
 def _new_pv(name: str, size: int, extent_size: int, ba_size: int, where: str) -> tuple[PV, PVLabel]:
@@ -412,34 +467,19 @@ def create(name: str, disks: list[DiskRef], force_ids: Iterable[str] = (), dry_r
     if ext < 4096 * 2 or ext & (ext - 1):
         raise UsageError(f"extent size {extent_size} must be a power of two of at least 8 KiB")
     ba = parse_size(bootloader_area)
-    ids = [r.id for r in disks]
-    if len(set(ids)) != len(ids):
-        raise UsageError("the same disk is named twice")
+    _refuse_twice(disks)
     plan = Plan(f"create VG {name} on {len(disks)} disk(s)")
     plan.steps += _safety(disks, force_ids)
     opened = _open_disks(disks, not dry_run, None if dry_run else "exclusive")
     try:
         vg = VG(name=name, id=lvmuuid.generate(), seqno=0, extent_size=ext // SECTOR)
-        pending = []
-        for i, ref in enumerate(disks):
-            disk = opened[ref.id][1]
-            off, size, part, desc = _pv_range(disk, ref, layout, dry_run)
-            pv, lab = _new_pv(f"pv{i}", size, ext, ba, ref.id if part is None else f"{ref.id} partition {part}")
-            plan.steps.append(desc)
-            plan.steps.append(f"{ref.id}: PV {lvmuuid.dashed(pv.id)} at byte {off}, {pv.pe_count} extents of "
-                              f"{human(ext)}, metadata area {human(DEFAULT_MDA_SIZE)}")
-            vg.pvs.append(pv)
-            pending.append((ref, disk, off, size, part, pv, lab))
+        new = _plan_pvs(disks, opened, [f"pv{i}" for i in range(len(disks))], layout, ext, ba, plan)
+        vg.pvs += [n.pv for n in new]
         plan.steps.append(f"commit VG {name} metadata seqno 1 to {len(disks)} metadata area(s)")
         if dry_run:
             return plan
         info = VGInfo(name=name, uuid=vg.id, seqno=0, vg=vg, text=b"")
-        from .lvm.scan import MdaCopy
-        for ref, disk, off, size, part, pv, lab in pending:
-            loc = PVLoc(ref=ref, offset=off, size=size, partition=part, label=lab, uuid=pv.id)
-            hdr = _init_pv(disk, off, lab, loc.where)
-            loc.mdas = [MdaCopy(index=0, start=DEFAULT_MDA_START, size=DEFAULT_MDA_SIZE, header=hdr)]
-            info.pvs[pv.id] = loc
+        _write_pvs(new, layout, info)
         vgo = VolumeGroup(info, opened, True, ScanResult())
         vgo.commit(description or f"sanbos vg create {name}")
         vgo.close()
@@ -450,42 +490,37 @@ def create(name: str, disks: list[DiskRef], force_ids: Iterable[str] = (), dry_r
 
 def extend(name: str, disks: list[DiskRef], new_disks: list[DiskRef], force_ids: Iterable[str] = (),
            dry_run: bool = False, layout: str = "gpt") -> Plan | int:
-    """Add ``new_disks`` as PVs; returns the new seqno (or a Plan)."""
-    have = {r.id for r in disks}
-    all_refs = list(disks) + [r for r in new_disks if r.id not in have]
+    """Add ``new_disks`` as PVs; returns the new seqno (or a Plan).  Every new
+    PV is planned (and refused: too small, not safe) before anything is written."""
+    if layout not in ("gpt", "whole"):
+        raise UsageError(f"unknown layout {layout!r} (gpt or whole)")
+    _refuse_twice(new_disks)
+    new_ids = {r.id for r in new_disks}
     plan = Plan(f"extend VG {name} with {len(new_disks)} disk(s)")
-    with open_vg(name, [r for r in disks if r.id not in {n.id for n in new_disks}], write=not dry_run) as vgo:
-        for r in new_disks:
-            for loc in vgo.info.pvs.values():
-                if loc.ref.id == r.id:
-                    raise UsageError(f"disk {r.id} is already a PV of VG {name}")
+    # the new disks are not opened with the VG (they are locked below, after the safety check)
+    with open_vg(name, [r for r in disks if r.id not in new_ids], write=not dry_run, allow_missing=True) as vgo:
+        if vgo.info.missing:
+            from .lvm.scan import scan
+            members = {pv.id for pv in vgo.vg.pvs}
+            for loc in scan(new_disks).pvs:
+                if loc.uuid in members:
+                    raise UsageError(f"disk {loc.ref.id} is already a PV of VG {name}")
+            _refuse_missing(vgo.info, name)
         plan.steps += _safety(new_disks, force_ids)
         newd = _open_disks(new_disks, not dry_run, None if dry_run else "exclusive")
         vgo._disks.update(newd)
         vg = vgo.vg
         used = {p.name for p in vg.pvs}
-        n = 0
-        for ref in new_disks:
-            disk = newd[ref.id][1]
-            off, size, part, desc = _pv_range(disk, ref, layout, dry_run)
-            while f"pv{n}" in used:
-                n += 1
-            pvname = f"pv{n}"
-            used.add(pvname)
-            pv, lab = _new_pv(pvname, size, vg.extent_bytes, 0, ref.id)
-            plan.steps += [desc, f"{ref.id}: new PV {pvname} {lvmuuid.dashed(pv.id)}, {pv.pe_count} extents"]
+        names = [n for n in (f"pv{i}" for i in range(len(used) + len(new_disks) + 1)) if n not in used]
+        new = _plan_pvs(new_disks, newd, names, layout, vg.extent_bytes, 0, plan)
+        for n in new:
             if "EXPORTED" in vg.status:
-                pv.status.append("EXPORTED")
-            vg.pvs.append(pv)
-            if not dry_run:
-                from .lvm.scan import MdaCopy
-                loc = PVLoc(ref=ref, offset=off, size=size, partition=part, label=lab, uuid=pv.id)
-                hdr = _init_pv(disk, off, lab, loc.where)
-                loc.mdas = [MdaCopy(index=0, start=DEFAULT_MDA_START, size=DEFAULT_MDA_SIZE, header=hdr)]
-                vgo.info.pvs[pv.id] = loc
+                n.pv.status.append("EXPORTED")
+            vg.pvs.append(n.pv)
         plan.steps.append(f"commit VG {name} seqno {vgo.seqno + 1} to every metadata area")
         if dry_run:
             return plan
+        _write_pvs(new, layout, vgo.info)
         return vgo.commit(f"sanbos vg extend {name} " + " ".join(r.id for r in new_disks))
 
 
@@ -532,10 +567,10 @@ def wipe_pv(disk: Disk, loc: PVLoc) -> None:
 
 
 # -- LVs -----------------------------------------------------------------------------
-def _extents(vg: VG, size: int | str) -> int:
+def _extents(vg: VG, size: int | str, what: str) -> int:
     b = parse_size(size)
     if b <= 0:
-        raise UsageError("LV size must be positive")
+        raise UsageError(f"{what}: size must be positive, not {size!r}")
     return -(-b // vg.extent_bytes)
 
 
@@ -557,23 +592,27 @@ def lv_create(vg_name: str, disks: list[DiskRef], name: str, size: int | str, ty
         vg = vgo.vg
         if vg.lv(name) is not None:
             raise LVMError(f"VG {vg_name} already has an LV named {name}")
-        n = _extents(vg, size)
+        n = _extents(vg, size, f"LV {vg_name}/{name}")
         names = _pv_names(vgo, pvs)
         zero: list[tuple[str, int]] = []
         if type == "linear":
-            segs = alloc.allocate(vg, n, names, what=f"LV {name}")
+            segs = alloc.allocate(vg, n, names, what=f"LV {vg_name}/{name}", label=vgo._pv_label)
             vg.lvs.append(new_lv(name, segs))
         else:
             if len(names) < 2 and pvs is None:
                 raise UsageError("raid1 needs at least two PVs (one leg per PV)")
             if len(set(names)) != len(names):
-                raise UsageError("raid1 legs must be on different PVs")
+                twice = next(n for n in names if names.count(n) > 1)
+                raise UsageError(f"LV {vg_name}/{name}: raid1 legs must be on different PVs; "
+                                 f"{vgo._pv_label(twice)} is named twice")
             raids, subs = [], []
             for k, pvn in enumerate(names):
-                meta = alloc.allocate(vg, 1, [pvn], what=f"LV {name} leg {k} metadata")
+                meta = alloc.allocate(vg, 1, [pvn], what=f"LV {name} leg {k} metadata",
+                                      label=vgo._pv_label)
                 mlv = new_lv(f"{name}_rmeta_{k}", meta, visible=False)
                 vg.lvs.append(mlv)
-                img = alloc.allocate(vg, n, [pvn], what=f"LV {name} leg {k} on {vgo._pv_label(pvn)}")
+                img = alloc.allocate(vg, n, [pvn], what=f"LV {name} leg {k} on {vgo._pv_label(pvn)}",
+                                     label=vgo._pv_label)
                 ilv = new_lv(f"{name}_rimage_{k}", img, visible=False)
                 vg.lvs.append(ilv)
                 raids += [mlv.name, ilv.name]
@@ -685,10 +724,11 @@ def raid1_add_leg(vg_name: str, disks: list[DiskRef], name: str, pv: str, dry_ru
             if sub and any(p == pvn for s in sub.segments for p, _ in s.stripes):
                 raise LVMError(f"LV {name} already has a leg on {vgo._pv_label(pvn)}")
         k = len(seg.images)
-        meta = alloc.allocate(vg, 1, [pvn], what=f"LV {name} new leg metadata")
+        meta = alloc.allocate(vg, 1, [pvn], what=f"LV {name} new leg metadata", label=vgo._pv_label)
         mlv = new_lv(f"{name}_rmeta_{k}", meta, visible=False)
         vg.lvs.append(mlv)
-        img = alloc.allocate(vg, lv.extents, [pvn], what=f"LV {name} new leg on {vgo._pv_label(pvn)}")
+        img = alloc.allocate(vg, lv.extents, [pvn], what=f"LV {name} new leg on {vgo._pv_label(pvn)}",
+                             label=vgo._pv_label)
         ilv = new_lv(f"{name}_rimage_{k}", img, visible=False)
         vg.lvs.append(ilv)
         seg.raids += [mlv.name, ilv.name]

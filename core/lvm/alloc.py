@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ..errors import SpaceError
 from .model import VG, Segment
 
@@ -25,8 +27,11 @@ def allocatable(vg: VG, pv_name: str) -> bool:
 
 
 def allocate(vg: VG, extents: int, pv_names: list[str], start_le: int = 0,
-             what: str = "LV", contiguous: bool = False) -> list[Segment]:
+             what: str = "LV", contiguous: bool = False,
+             label: Callable[[str], str] = str) -> list[Segment]:
     """Linear segments for ``extents`` extents on the named PVs, in order.
+
+    ``label(pv_name)`` is how messages name a PV (the engine passes the disk ID).
 
     Prefers one contiguous run (smallest that fits, on the first PV that has
     one); otherwise fills runs in PV order unless ``contiguous`` is set.
@@ -35,7 +40,7 @@ def allocate(vg: VG, extents: int, pv_names: list[str], start_le: int = 0,
         raise SpaceError(f"{what}: size must be at least one extent")
     pvs = [p for p in pv_names if allocatable(vg, p)]
     if not pvs:
-        raise SpaceError(f"{what}: none of the PVs {', '.join(pv_names)} is allocatable")
+        raise SpaceError(f"{what}: none of the PVs {', '.join(map(label, pv_names))} is allocatable")
     for p in pvs:
         fits = [r for r in free_ranges(vg, p) if r[1] >= extents]
         if fits:
@@ -45,7 +50,7 @@ def allocate(vg: VG, extents: int, pv_names: list[str], start_le: int = 0,
     if contiguous or total < extents:
         ext = vg.extent_bytes
         raise SpaceError(f"{what}: needs {extents} extents ({extents * ext // 2**20} MiB)"
-                         f"{' contiguous' if contiguous else ''} but {', '.join(pvs)} "
+                         f"{' contiguous' if contiguous else ''} but {', '.join(map(label, pvs))} "
                          f"{'have' if len(pvs) > 1 else 'has'} {total} free extents"
                          f"{' in total' if contiguous else ''}")
     segs, le, left = [], start_le, extents

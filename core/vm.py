@@ -167,11 +167,16 @@ def plan_machine(machine: str, mode: str, *, fabric: str | os.PathLike[str] | No
 # processes: each started with its lock, each stopped by its own PID
 
 def _locking_preexec(paths: list[tuple[str, str]]) -> Callable[[], None]:
-    """In the child, before exec: take flocks (kept open across exec)."""
+    """In the child, before exec: take flocks (kept open across exec).
+
+    The child must be started with ``close_fds=False``: subprocess closes
+    stray descriptors *after* preexec_fn, which would drop the lock.  Python
+    opens its own descriptors close-on-exec, so nothing else leaks."""
     def pre() -> None:
         os.setsid()  # own process group: a terminal ^C reaches sanbos, which stops us by PID
         for path, mode in paths:
-            fd = os.open(path, os.O_RDONLY)  # no O_CLOEXEC: the lock lives as long as the server
+            fd = os.open(path, os.O_RDONLY)
+            os.set_inheritable(fd, True)     # kept across exec: the lock lives as long as the server
             op = fcntl.LOCK_SH if mode == "shared" else fcntl.LOCK_EX
             try:
                 fcntl.flock(fd, op | fcntl.LOCK_NB)
@@ -234,7 +239,8 @@ class NbdExport:
                    "-t", "-e", "4", str(self.drive.path)]
             with open(self.log, "ab") as logf:
                 self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                             preexec_fn=_locking_preexec([(str(self.drive.path), "shared")]))
+                                             preexec_fn=_locking_preexec([(str(self.drive.path), "shared")]),
+                                             close_fds=False)  # the lock fd opened in the child must stay
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 rc = self.proc.poll()
@@ -356,10 +362,11 @@ class RunningMachine:
             try:
                 if self.serial == "stdio":
                     self.qemu = subprocess.Popen(cmd, stderr=logf, preexec_fn=_locking_preexec(locks)
-                                                 if locks else os.setsid)
+                                                 if locks else os.setsid, close_fds=False)
                 else:
                     self.qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                                 preexec_fn=_locking_preexec(locks) if locks else os.setsid)
+                                                 preexec_fn=_locking_preexec(locks) if locks else os.setsid,
+                                                 close_fds=False)
             finally:
                 logf.close()
             time.sleep(0.2)

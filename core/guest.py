@@ -189,7 +189,11 @@ def binary_closure(binaries: Sequence[str]) -> list[Path]:
 
 
 def _ldd(path: str) -> list[str]:
-    res = run(["ldd", path], what=f"ldd {path}")
+    res = run(["ldd", path], what=f"ldd {path}", check=False)
+    if res.returncode != 0:
+        if b"not a dynamic executable" in res.stdout + res.stderr:
+            return []          # a script or a static binary: nothing to add
+        raise ToolError(f"ldd {path} failed: {(res.stderr or res.stdout).decode(errors='replace').strip()}")
     libs = []
     for line in res.stdout.decode().splitlines():
         m = re.search(r"(/\S+)\s+\(0x", line)
@@ -210,7 +214,7 @@ def _pack_newc(src: Path, out_fh, compress: bool) -> None:
 
 
 #: bumped whenever the staging code changes what goes into a cached archive
-_LAYOUT_VERSION = 2
+_LAYOUT_VERSION = 3
 
 
 def _base_key(kparts: KernelParts, modules: Sequence[str], binaries: Sequence[str]) -> str:
@@ -225,13 +229,11 @@ def _base_key(kparts: KernelParts, modules: Sequence[str], binaries: Sequence[st
 
 
 def _copy_host_file(root: Path, f: Path) -> None:
-    """Copy a host file into the same place of the guest tree (usr/lib -> lib, usr/sbin -> sbin
-    for libraries and admin tools, as the guest has no usrmerge symlinks)."""
+    """Copy a host file into the same place of the guest tree (libraries from
+    /usr/lib/x86_64-linux-gnu go to /lib/x86_64-linux-gnu, where ``ldd`` names most of them)."""
     rel = Path(f).relative_to("/")
     if str(rel).startswith("usr/lib/x86_64-linux-gnu/"):
         rel = Path("lib") / rel.relative_to("usr/lib")
-    if str(rel).startswith("usr/sbin/"):
-        rel = Path("sbin") / rel.name
     dest = root / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not dest.exists():
@@ -247,10 +249,11 @@ def _stage_base(root: Path, kparts: KernelParts, modules: Sequence[str], binarie
     shutil.copy2(debparts.busybox(cache), root / "bin" / "busybox")
     for f in binary_closure(binaries):
         _copy_host_file(root, f)
-    if (root / "sbin" / "lvm").exists():
-        for tool in ("vgchange", "vgimport", "vgscan", "vgs", "lvs", "pvs", "vgmknodes", "lvchange"):
-            if not (root / "sbin" / tool).exists():
-                os.symlink("lvm", root / "sbin" / tool)
+    for bindir in (root / "sbin", root / "usr/sbin"):
+        if (bindir / "lvm").exists():
+            for tool in ("vgchange", "vgimport", "vgscan", "vgs", "lvs", "pvs", "vgmknodes", "lvchange"):
+                if not (bindir / tool).exists():
+                    os.symlink("lvm", bindir / tool)
     order = []
     for ko in module_files(kparts, modules):
         rel = Path("lib/modules") / kparts.version / ko.relative_to(kparts.modules_dir)
@@ -309,11 +312,17 @@ def build_lvm_guest_initrd(kernel_parts: KernelParts, out: str | os.PathLike[str
 
 @dataclass(frozen=True)
 class GuestDisk:
-    """A disk given to the guest: ``snapshot`` keeps the image unchanged."""
+    """A disk given to the guest: ``snapshot`` keeps the image unchanged.
+
+    ``bus="scsi"`` attaches it as a SCSI disk (virtio-scsi), which also carries
+    ``wwn`` (what the maintenance console shows); virtio-blk has a serial only.
+    """
 
     path: Path
     serial: str = ""
     snapshot: bool = True
+    wwn: str = ""
+    bus: str = "virtio"
 
 
 @dataclass
@@ -342,24 +351,83 @@ class GuestRun:
         return "\n".join(out)
 
 
-def _qemu_argv(kparts: KernelParts, initrd: Path, disks: Sequence[GuestDisk], console: Path,
-               report: Path, memory: int, kvm: bool, append: str) -> list[str]:
-    argv = [which("qemu-system-x86_64"), "-nodefaults", "-accel", "kvm" if kvm else "tcg",
-            "-m", str(memory), "-smp", "1", "-display", "none", "-monitor", "none",
-            "-net", "none", "-no-reboot",
-            "-serial", f"file:{console}", "-serial", f"file:{report}",
-            "-kernel", str(kparts.vmlinuz), "-initrd", str(initrd),
-            "-append", f"console=ttyS0 quiet loglevel=3 panic=-1 sanbos.disks={len(disks)} {append}".strip()]
-    for i, d in enumerate(disks):
-        drive = f"file={d.path},format=raw,if=none,id=d{i},cache=unsafe"
-        if d.snapshot:
-            drive += ",snapshot=on"
-        argv += ["-drive", drive]
-        dev = f"virtio-blk-pci,drive=d{i}"
-        if d.serial:
-            dev += f",serial={d.serial[:20]}"
-        argv += ["-device", dev]
+def _as_disks(disks: Sequence[GuestDisk | str | os.PathLike[str]]) -> list[GuestDisk]:
+    gdisks = [d if isinstance(d, GuestDisk) else GuestDisk(Path(d)) for d in disks]
+    for d in gdisks:
+        if not Path(d.path).exists():
+            raise NotFoundError(f"{d.path}: no such disk image for the guest")
+    return gdisks
+
+
+def qemu_argv(kparts: KernelParts, initrd: Path, disks: Sequence[GuestDisk], console: Path,
+              report: Path | None, *, memory: int = 512, kvm: bool = False, append: str = "") -> list[str]:
+    """The QEMU command line (core.qemu) for a direct kernel boot of the guest."""
+    from . import qemu
+
+    drives = [qemu.Drive(str(d.path), serial=d.serial or None, readonly=d.snapshot, wwn=d.wwn or None,
+                         bus=d.bus) for d in disks]
+    extra = ["-serial", f"file:{report}"] if report is not None else []
+    cmdline = f"console=ttyS0 quiet loglevel=3 panic=-1 sanbos.disks={len(disks)} {append}".strip()
+    opts = qemu.Options(kvm=kvm, memory=memory, kernel=str(kparts.vmlinuz), initrd=str(initrd),
+                        append=cmdline, extra=extra)
+    argv = qemu.command(drives, console, opts)
+    argv[0] = which(argv[0])
     return argv
+
+
+def boot_and_report(kparts: KernelParts, initrd: Path, disks: Sequence[GuestDisk], timeout: float, wd: Path, *,
+                    memory: int = 512, kvm: bool = False, append: str = "") -> GuestRun:
+    """Boot ``initrd`` (whose /init follows the report protocol) and collect the report.
+
+    The QEMU process is ended by its own PID if it is still running at
+    ``timeout`` or when anything goes wrong.
+    """
+    console, report = wd / "console.log", wd / "report.log"
+    for f in (console, report):
+        f.write_bytes(b"")
+    argv = qemu_argv(kparts, initrd, disks, console, report, memory=memory, kvm=kvm, append=append)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        try:
+            _, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()          # this exact process, nothing else
+            proc.communicate()
+            text = report.read_text(errors="replace")
+            raise GuestError(f"maintenance guest did not finish within {timeout:.0f} s; "
+                             f"console ends: {_tail(console)}; report ends: {text[-300:]!r}") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    seconds = time.monotonic() - t0
+    raw = report.read_text(errors="replace").replace("\r", "")
+    con = console.read_text(errors="replace").replace("\r", "")
+    if proc.returncode != 0 and BEGIN_MARK not in raw:
+        raise ToolError(f"qemu-system-x86_64 failed (exit {proc.returncode}): "
+                        f"{err.decode(errors='replace').strip()[-400:]}")
+    if BEGIN_MARK not in raw:
+        raise GuestError(f"maintenance guest never reached its script; console ends: {_tail(console)}")
+    body = raw.split(BEGIN_MARK, 1)[1].lstrip("\n")
+    rc = None
+    m = re.search(re.escape(RC_MARK) + r"(\d+)@@", body)
+    if m:
+        rc = int(m.group(1))
+        body = body[:m.start()]
+    return GuestRun(report=body, console=con, rc=rc, seconds=seconds,
+                    initrd_size=initrd.stat().st_size, argv=argv)
+
+
+@contextmanager
+def _workdir(workdir: str | os.PathLike[str] | None) -> Iterator[Path]:
+    if workdir is not None:
+        wd = Path(workdir)
+        wd.mkdir(parents=True, exist_ok=True)
+        yield wd
+        return
+    with tempfile.TemporaryDirectory(prefix="sanbos-guest.") as tmp:
+        yield Path(tmp)
 
 
 def run_lvm_guest(disks: Sequence[GuestDisk | str | os.PathLike[str]], script: str, timeout: float = 180, *,
@@ -370,61 +438,26 @@ def run_lvm_guest(disks: Sequence[GuestDisk | str | os.PathLike[str]], script: s
 
     Disks are attached with ``snapshot=on`` unless a ``GuestDisk`` says
     otherwise, so the guest's writes (LVM metadata, raid superblocks) never
-    reach the images.  The QEMU process is ended by its own PID if it is still
-    running at ``timeout`` or when anything goes wrong.
+    reach the images.
     """
-    gdisks = [d if isinstance(d, GuestDisk) else GuestDisk(Path(d)) for d in disks]
-    for d in gdisks:
-        if not Path(d.path).exists():
-            raise NotFoundError(f"{d.path}: no such disk image for the guest")
+    gdisks = _as_disks(disks)
     kparts = kernel or kernel_parts(cache)
-    own_tmp = None
-    if workdir is None:
-        own_tmp = tempfile.TemporaryDirectory(prefix="sanbos-guest.")
-        workdir = own_tmp.name
-    wd = Path(workdir)
-    wd.mkdir(parents=True, exist_ok=True)
-    try:
+    with _workdir(workdir) as wd:
         initrd = build_lvm_guest_initrd(kparts, wd / "initrd.img", script, cache=cache)
-        console, report = wd / "console.log", wd / "report.log"
-        for f in (console, report):
-            f.write_bytes(b"")
-        argv = _qemu_argv(kparts, initrd, gdisks, console, report, memory, kvm, append)
-        t0 = time.monotonic()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-        try:
-            try:
-                _, err = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()          # this exact process, nothing else
-                proc.communicate()
-                text = report.read_text(errors="replace")
-                raise GuestError(f"maintenance guest did not finish within {timeout:.0f} s; "
-                                 f"console ends: {_tail(console)}; report ends: {text[-300:]!r}") from None
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        seconds = time.monotonic() - t0
-        raw = report.read_text(errors="replace").replace("\r", "")
-        con = console.read_text(errors="replace").replace("\r", "")
-        if proc.returncode != 0 and BEGIN_MARK not in raw:
-            raise ToolError(f"qemu-system-x86_64 failed (exit {proc.returncode}): "
-                            f"{err.decode(errors='replace').strip()[-400:]}")
-        if BEGIN_MARK not in raw:
-            raise GuestError(f"maintenance guest never reached its script; console ends: {_tail(console)}")
-        body = raw.split(BEGIN_MARK, 1)[1].lstrip("\n")
-        rc = None
-        m = re.search(re.escape(RC_MARK) + r"(\d+)@@", body)
-        if m:
-            rc = int(m.group(1))
-            body = body[:m.start()]
-        return GuestRun(report=body, console=con, rc=rc, seconds=seconds,
-                        initrd_size=initrd.stat().st_size, argv=argv)
-    finally:
-        if own_tmp is not None:
-            own_tmp.cleanup()
+        return boot_and_report(kparts, initrd, gdisks, timeout, wd, memory=memory, kvm=kvm, append=append)
+
+
+def run_maintenance_guest(disks: Sequence[GuestDisk | str | os.PathLike[str]], script: str,
+                          timeout: float = 300, *, kernel: KernelParts | None = None, memory: int = 1536,
+                          kvm: bool = False, workdir: str | os.PathLike[str] | None = None,
+                          cache: str | os.PathLike[str] | None = None) -> GuestRun:
+    """Boot the maintenance image in script mode (Python and sanbos available) and run ``script``."""
+    gdisks = _as_disks(disks)
+    kparts = kernel or kernel_parts(cache)
+    with _workdir(workdir) as wd:
+        initrd = build_maintenance_initrd(kparts, wd / "initrd.img", cache=cache, script=script)
+        return boot_and_report(kparts, initrd, gdisks, timeout, wd, memory=memory, kvm=kvm,
+                               append="sanbos.mode=script")
 
 
 def _tail(path: Path, n: int = 400) -> str:
@@ -433,3 +466,248 @@ def _tail(path: Path, n: int = 400) -> str:
     except OSError:
         return "(no console log)"
     return repr(text[-n:]) if text else "(nothing on the console)"
+
+
+# --------------------------------------------------------------------------
+# the maintenance image: the same kernel, with Python, sanbos and its tools
+
+#: modules of the maintenance image: the LVM guest's plus SCSI disks (which carry WWNs)
+MAINTENANCE_MODULES = LVM_GUEST_MODULES + ("virtio_scsi", "sd_mod", "ahci", "sr_mod", "isofs", "vfat",
+                                           "nls_cp437", "nls_ascii")
+
+#: host tools sanbos runs (core.tools.run) that the maintenance image carries
+MAINTENANCE_BINARIES = LVM_GUEST_BINARIES + (
+    "/usr/bin/python3.11", "/usr/sbin/mke2fs", "/usr/sbin/debugfs", "/usr/sbin/resize2fs",
+    "/usr/sbin/dumpe2fs", "/usr/sbin/e2image", "/usr/sbin/blkid", "/usr/sbin/mkfs.fat", "/usr/sbin/fsck.fat",
+    "/usr/bin/mcopy", "/usr/bin/mmd", "/usr/bin/mtype", "/usr/bin/mdir", "/usr/bin/grub-mkimage",
+    "/usr/bin/dpkg-deb", "/usr/bin/tar", "/usr/bin/xz", "/usr/bin/zstd", "/usr/bin/gzip",
+    "/usr/bin/kmod", "/usr/bin/bash", "/usr/bin/ldd", "/usr/bin/dpkg",
+)
+
+#: data directories the tools need
+MAINTENANCE_DATA = ("/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi", "/etc/mke2fs.conf",
+                    # iconv code pages mtools converts FAT names with
+                    "/usr/lib/x86_64-linux-gnu/gconv/gconv-modules",
+                    "/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache",
+                    "/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.d",
+                    "/usr/lib/x86_64-linux-gnu/gconv/IBM850.so",
+                    "/usr/lib/x86_64-linux-gnu/gconv/IBM437.so")
+
+#: stdlib parts the console never uses
+_STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
+                "config-3.11-x86_64-linux-gnu", "dist-packages", "site-packages", "venv", "distutils"}
+
+MAINTENANCE_INIT = r"""#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /run/lock/lvm /tmp /mnt /root /var/tmp
+/bin/busybox --install -s
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+export LVM_SUPPRESS_FD_WARNINGS=1 PYTHONDONTWRITEBYTECODE=1 SANBOS_CACHE=/var/cache/sanbos
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /run
+mkdir -p /run/lock/lvm /dev/mapper /dev/pts
+mount -t devpts devpts /dev/pts
+while read -r m; do insmod "$m" >/dev/null 2>&1; done < /etc/sanbos/modules
+want=$(sed -n 's/.*sanbos\.disks=\([0-9]*\).*/\1/p' /proc/cmdline)
+n=0
+while [ "$(ls -d /sys/block/sd* /sys/block/vd* 2>/dev/null | wc -l)" -lt "${want:-0}" ] && [ $n -lt 100 ]; do
+    sleep 0.1; n=$((n + 1))
+done
+mode=$(sed -n 's/.*sanbos\.mode=\([a-z]*\).*/\1/p' /proc/cmdline)
+rows=$(sed -n 's/.*sanbos\.rows=\([0-9]*\).*/\1/p' /proc/cmdline)
+cols=$(sed -n 's/.*sanbos\.cols=\([0-9]*\).*/\1/p' /proc/cmdline)
+stty -F /dev/ttyS0 rows ${rows:-30} cols ${cols:-100} 2>/dev/null
+echo "sanbos maintenance image: $(ls /sys/block | tr '\n' ' ')"
+case "${mode:-console}" in
+script)
+    stty -F /dev/ttyS1 raw -echo 2>/dev/null
+    exec 3>/dev/ttyS1
+    echo "@@SANBOS-GUEST-BEGIN@@" >&3
+    sh /etc/sanbos/script.sh >&3 2>/dev/console
+    rc=$?
+    echo "@@SANBOS-GUEST-RC=$rc@@" >&3
+    exec 3>&-
+    ;;
+shell)
+    setsid cttyhack sh
+    ;;
+*)
+    echo "SANBOS-MAINTENANCE-CONSOLE"
+    TERM=linux setsid cttyhack python3.11 -m console.cli console --vt
+    echo "sanbos console ended ($?)"
+    ;;
+esac
+sync
+poweroff -f
+"""
+
+
+def _runtime_distributions(root_dist: str = "sanbos") -> list:
+    """The installed distributions ``root_dist`` needs at run time (no extras), recursively."""
+    import importlib.metadata as md
+
+    seen: dict[str, object] = {}
+    todo = [root_dist]
+    while todo:
+        name = todo.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        seen[key] = dist
+        for req in dist.requires or []:
+            if "extra ==" in req.replace("extra==", "extra =="):
+                continue
+            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+            if m:
+                todo.append(m.group(1))
+    seen.pop("sanbos", None)
+    return list(seen.values())
+
+
+def _stage_python(root: Path) -> list[Path]:
+    """Debian's python3.11 stdlib, the runtime dependencies and sanbos itself; returns the
+    extension modules (for their libraries)."""
+    src = Path("/usr/lib/python3.11")
+    if not src.is_dir():
+        raise NotFoundError("/usr/lib/python3.11 is missing: install Debian's python3.11 (scripts/setup.sh)")
+    dst = root / "usr/lib/python3.11"
+
+    def skip(d: str, names: list[str]) -> set[str]:
+        return {n for n in names if (Path(d) == src and n in _STDLIB_SKIP)}
+
+    shutil.copytree(src, dst, symlinks=True, ignore=skip)
+    site = root / "usr/lib/python3/dist-packages"
+    site.mkdir(parents=True, exist_ok=True)
+    exts: list[Path] = [p for p in dst.rglob("*.so")]
+    for dist in _runtime_distributions():
+        for f in dist.files or []:
+            if str(f).startswith("..") or "__pycache__" in f.parts:
+                continue
+            path = Path(dist.locate_file(f))
+            if not path.is_file():
+                continue
+            dest = site / f
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest)
+            if dest.suffix == ".so":
+                exts.append(dest)
+    repo_root = Path(__file__).resolve().parent.parent
+    for pkg in ("core", "console"):
+        shutil.copytree(repo_root / pkg, site / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return exts
+
+
+def _stage_kernel_cache(cache: Path, kparts: KernelParts) -> None:
+    """The kernel in the guest's sanbos cache, laid out as ``core.debparts`` leaves it, so
+    that an install inside the guest (``core.install.kernel_for``) finds it without apt:
+    the unpacked tree (vmlinuz, modules.* and the modules sanbos's initramfs builders
+    use) with its ``.complete`` marker, and an empty stand-in for the .deb that names
+    the package."""
+    stem = f"{kparts.package or 'linux-image-' + kparts.version}_local_amd64"
+    tree = cache / "kernel" / stem
+    mods = tree / "lib/modules" / kparts.version
+    (tree / "boot").mkdir(parents=True)
+    mods.mkdir(parents=True)
+    shutil.copy2(kparts.vmlinuz, tree / "boot" / kparts.vmlinuz.name)
+    for f in kparts.modules_dir.glob("modules.*"):
+        shutil.copy2(f, mods / f.name)
+    from .install import ROOT_MODULES
+    names = tuple(dict.fromkeys(MAINTENANCE_MODULES + tuple(ROOT_MODULES)))
+    for ko in module_files(kparts, names):
+        dest = mods / ko.relative_to(kparts.modules_dir)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ko, dest)
+    (tree / ".complete").write_text(f"{stem}.deb\n")
+    (cache / "debs").mkdir(parents=True, exist_ok=True)
+    (cache / "debs" / f"{stem}.deb").write_bytes(b"")
+
+
+def _maintenance_key(kparts: KernelParts) -> str:
+    h = hashlib.sha256(_base_key(kparts, MAINTENANCE_MODULES, LVM_GUEST_BINARIES).encode())
+    h.update(MAINTENANCE_INIT.encode())
+    repo_root = Path(__file__).resolve().parent.parent
+    for pkg in ("core", "console"):
+        for p in sorted((repo_root / pkg).rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts:
+                st = p.stat()
+                h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for b in MAINTENANCE_BINARIES:
+        h.update(b.encode())
+    h.update(str(_LAYOUT_VERSION).encode())
+    return h.hexdigest()[:16]
+
+
+def build_maintenance_initrd(kparts: KernelParts, out: str | os.PathLike[str], *,
+                             cache: str | os.PathLike[str] | None = None, script: str | None = None) -> Path:
+    """The maintenance initramfs: the LVM guest plus Debian's Python 3.11, sanbos
+    (``core``, ``console``) with its runtime dependencies, and the tools sanbos runs.
+
+    Its /init starts ``sanbos console`` on the serial console (``sanbos.mode=console``,
+    the default), a shell (``sanbos.mode=shell``), or runs ``script`` with the
+    report protocol of ``run_lvm_guest`` (``sanbos.mode=script``).  The base archive
+    is cached per kernel and source tree; ``script`` is appended as a second archive.
+    """
+    d = cache_dir(cache) / "guest"
+    d.mkdir(exist_ok=True)
+    base = d / f"maintenance-{kparts.version}-{_maintenance_key(kparts)}.cpio.gz"
+    with _cache_lock(d, "maintenance"):
+        if not base.exists():
+            with tempfile.TemporaryDirectory(prefix="maint-root.", dir=d) as tmp:
+                root = Path(tmp)
+                bins = [b for b in MAINTENANCE_BINARIES if os.path.exists(b)]
+                _stage_base(root, kparts, MAINTENANCE_MODULES, bins, cache, MAINTENANCE_INIT)
+                exts = _stage_python(root)
+                libs: set[str] = set()
+                for so in exts:
+                    libs.update(_ldd(str(so)))
+                for lib in sorted(libs):
+                    _copy_host_file(root, Path(lib))
+                for item in MAINTENANCE_DATA:
+                    p = Path(item)
+                    if p.is_dir() and str(p).startswith("/usr/lib/x86_64-linux-gnu/"):
+                        shutil.copytree(p, root / "lib" / p.relative_to("/usr/lib"), dirs_exist_ok=True)
+                    elif p.is_dir():
+                        shutil.copytree(p, root / p.relative_to("/"), dirs_exist_ok=True)
+                    elif p.is_file():
+                        _copy_host_file(root, p)
+                (root / "usr/bin/python3").symlink_to("python3.11")
+                for tool in ("modprobe", "depmod", "insmod", "lsmod"):
+                    link = root / "sbin" / tool
+                    if not link.exists():
+                        link.symlink_to("/usr/bin/kmod")
+                if not (root / "bin/bash").exists():
+                    (root / "bin/bash").symlink_to("/usr/bin/bash")
+                _stage_kernel_cache(root / "var/cache/sanbos", kparts)
+                sanbos = root / "usr/bin/sanbos"
+                sanbos.write_text("#!/bin/sh\nexec python3.11 -m console.cli \"$@\"\n")
+                sanbos.chmod(0o755)
+                if not (root / "usr/lib/x86_64-linux-gnu").exists():
+                    (root / "usr/lib/x86_64-linux-gnu").symlink_to("../../lib/x86_64-linux-gnu")
+                for sub in ("var/cache/sanbos", "var/tmp", "root", "etc", "var/lib/dpkg/info",
+                            "var/lib/dpkg/updates"):
+                    (root / sub).mkdir(parents=True, exist_ok=True)
+                (root / "var/lib/dpkg/status").write_text("")
+                (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+                (root / "etc/group").write_text("root:x:0:\ndisk:x:6:\n")
+                partial = base.with_suffix(".part")
+                with open(partial, "wb") as fh:
+                    _pack_newc(root, fh, compress=True)
+                partial.rename(base)
+    out = Path(out)
+    with open(out, "wb") as fh:
+        with open(base, "rb") as b:
+            shutil.copyfileobj(b, fh)
+        if script is not None:
+            with tempfile.TemporaryDirectory(prefix="guest-script.") as tmp:
+                root = Path(tmp)
+                (root / "etc/sanbos").mkdir(parents=True)
+                s = root / "etc/sanbos/script.sh"
+                s.write_text(script if script.endswith("\n") else script + "\n")
+                s.chmod(0o755)
+                _pack_newc(root, fh, compress=True)
+    return out

@@ -21,6 +21,7 @@ console and powers the machine off.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -37,7 +38,7 @@ from typing import Callable
 
 from . import debparts, ext4
 from .errors import FormatError, NotFoundError, SpaceError, ToolError, UsageError
-from .tools import run, which
+from .tools import input_file, output_file, run, which
 from .units import MiB, align_up
 
 FORMAT = "sanbos-bootimage"
@@ -71,6 +72,14 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 # -- validation ---------------------------------------------------------------
 
+def _head(p: Path, what: str, n: int) -> bytes:
+    try:
+        with open(p, "rb") as f:
+            return f.read(n)
+    except OSError as e:
+        raise FormatError(f"{what} {p}: cannot read it: {e.strerror}") from None
+
+
 def kernel_version(data: bytes) -> str:
     """The version string a bzImage carries (setup header ``kernel_version``)."""
     if len(data) < 0x210:
@@ -84,14 +93,8 @@ def kernel_version(data: bytes) -> str:
 
 def validate_kernel(path: str | os.PathLike[str]) -> str:
     """Refuse anything that is not an x86 Linux bzImage; return its version."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            head = f.read(0x10000)
-    except FileNotFoundError:
-        raise NotFoundError(f"kernel {p}: no such file") from None
-    except OSError as e:
-        raise FormatError(f"kernel {p}: cannot read it: {e.strerror}") from None
+    p = input_file(path, "kernel")
+    head = _head(p, "kernel", 0x10000)
     if len(head) < 0x210 or head[0x202:0x206] != b"HdrS":
         raise FormatError(f"kernel {p}: not a Linux kernel (no bzImage 'HdrS' header magic at byte 0x202)")
     if head[0x1FE:0x200] != b"\x55\xaa":
@@ -110,14 +113,8 @@ _INITRD_MAGICS = [
 
 def validate_initrd(path: str | os.PathLike[str]) -> str:
     """Refuse anything that is not an initramfs; return its format (gzip, cpio, ...)."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            head = f.read(1 << 16)
-    except FileNotFoundError:
-        raise NotFoundError(f"initrd {p}: no such file") from None
-    except OSError as e:
-        raise FormatError(f"initrd {p}: cannot read it: {e.strerror}") from None
+    p = input_file(path, "initrd")
+    head = _head(p, "initrd", 1 << 16)
     kind = next((k for magic, k in _INITRD_MAGICS if head.startswith(magic)), None)
     if kind is None:
         raise FormatError(f"initrd {p}: not an initramfs (neither a newc cpio archive nor gzip, xz or zstd)")
@@ -176,8 +173,7 @@ def build(kernel: str | os.PathLike[str], initrd: str | os.PathLike[str], cmdlin
         raise UsageError("cmdline: must be one line without quotes or '$' (GRUB would interpret them)")
     kver = validate_kernel(kernel)
     ikind = validate_initrd(initrd)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_file(out, "boot image")
     with tempfile.TemporaryDirectory(prefix="sanbos-bootimage.") as tmp:
         src = Path(tmp) / "root"
         src.mkdir()
@@ -213,6 +209,9 @@ def build(kernel: str | os.PathLike[str], initrd: str | os.PathLike[str], cmdlin
                 raise SpaceError(f"boot image {out}: kernel + initrd ({content} bytes) do not fit in "
                                  f"{want} bytes ({e})") from None
             os.replace(tmp_out, out)
+        except OSError as e:
+            raise (SpaceError if e.errno == errno.ENOSPC else UsageError)(
+                f"boot image {out}: cannot write it: {e.strerror or e}") from None
         finally:
             if tmp_out.exists():
                 tmp_out.unlink()
@@ -227,6 +226,8 @@ def inspect(image: str | os.PathLike[str] | ext4.Target, *, deep: bool = True) -
     target = image if isinstance(image, ext4.Target) else _file_target(image)
     label = target.label
     problems: list[str] = []
+    if _ext2_magic(target) != b"\x53\xef":
+        raise FormatError(f"boot image {label}: not a readable ext2 file system (no ext2 superblock magic at byte 1080)")
     try:
         names = ext4.listdir(target, "/")
     except (ToolError, FormatError) as e:
@@ -272,10 +273,20 @@ def check(image: str | os.PathLike[str] | ext4.Target) -> ImageInfo:
 
 
 def _file_target(image: str | os.PathLike[str]) -> ext4.Target:
-    p = Path(image)
-    if not p.is_file():
-        raise NotFoundError(f"boot image {p}: no such file")
+    p = input_file(image, "boot image")
     return ext4.Target(p, 0, p.stat().st_size, name=str(p))
+
+
+def _ext2_magic(t: ext4.Target) -> bytes:
+    """The two superblock magic bytes of an ext2/3/4 file system at ``t`` (b"" when too short)."""
+    if t.size < 2048:
+        return b""
+    try:
+        with open(t.path, "rb") as f:
+            f.seek(t.offset + 1080)
+            return f.read(2)
+    except OSError as e:
+        raise FormatError(f"boot image {t.label}: cannot read it: {e.strerror}") from None
 
 
 def _sha256_target(t: ext4.Target) -> str:
@@ -429,9 +440,11 @@ def _iso_parts(iso: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> 
     ``initramfs*`` closest to the kernel (same directory first).
     Returns (kernel path on the ISO, extracted kernel, extracted initrd).
     """
-    iso = Path(iso)
-    if not iso.is_file():
-        raise NotFoundError(f"ISO {iso}: no such file")
+    iso = input_file(iso, "ISO")
+    with open(iso, "rb") as f:
+        f.seek(0x8001)
+        if f.read(5) != b"CD001":
+            raise FormatError(f"ISO {iso}: not an ISO 9660 image (no CD001 volume descriptor at byte 32769)")
     try:
         files = iso_files(iso)
     except ToolError as e:

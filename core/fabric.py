@@ -169,7 +169,12 @@ def create(root: str | os.PathLike[str], disks: int, size: int, name: str | None
         raise UsageError(f"disk size {size} is too small or not a multiple of 512 (minimum 8 MiB)")
     if (root / MANIFEST).exists():
         raise FabricError(f"{root}: already holds a fabric ({MANIFEST}); use 'sanbos fabric add' to grow it")
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise FabricError(f"{root}: exists and is not a directory; give a new or empty directory for the fabric")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FabricError(f"{root}: cannot create the fabric directory: {e.strerror or e}") from None
     fabric = Fabric(root=root, name=name or root.name, luns=[], array_id=_new_array_id())
     add(fabric, disks, size)
     return fabric
@@ -190,8 +195,14 @@ def add(fabric: Fabric, disks: int, size: int) -> list[Lun]:
         index += 1
         if lun.file in used or lun.path.exists():
             continue
-        with open(lun.path, "xb") as f:
-            f.truncate(size)
+        try:
+            with open(lun.path, "xb") as f:
+                f.truncate(size)
+        except OSError as e:
+            for done in new:   # nothing half-made is left behind
+                done.path.unlink(missing_ok=True)
+            lun.path.unlink(missing_ok=True)
+            raise FabricError(f"{fabric.root}: cannot create disk image {lun.file}: {e.strerror or e}") from None
         new.append(lun)
     fabric.luns.extend(new)
     save(fabric)
@@ -201,6 +212,8 @@ def add(fabric: Fabric, disks: int, size: int) -> list[Lun]:
 def adopt(fabric: Fabric, image: str | os.PathLike[str]) -> Lun:
     """Adopt an existing image file (moved into place by name) as a new LUN."""
     src = Path(image)
+    if src.is_dir():
+        raise FabricError(f"{src}: is a directory, not an image file")
     if not src.is_file():
         raise FabricError(f"{src}: no such image file")
     size = src.stat().st_size

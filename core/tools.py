@@ -1,13 +1,16 @@
-"""Running external tools (e2fsprogs, GRUB, mtools, QEMU, LVM2) with clear errors."""
+"""Running external tools (e2fsprogs, GRUB, mtools, QEMU, LVM2) with clear errors;
+checking the files an operator names (``input_file``, ``output_file``)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
+from pathlib import Path
 from typing import Sequence
 
-from .errors import ToolError
+from .errors import NotFoundError, ToolError, UsageError
 
 # Debian puts some tools outside PATH for non-login shells.
 _EXTRA_PATHS = ("/usr/sbin", "/sbin", "/usr/lib/grub/i386-pc")
@@ -44,3 +47,42 @@ def run(cmd: Sequence[str], *, input: bytes | None = None, check: bool = True,
         raise ToolError(f"{what or cmd[0]} failed (exit {res.returncode}): {' / '.join(last) or 'no output'}",
                         output=err)
     return res
+
+
+def input_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as an existing, readable regular file, else an error naming it
+    (``what``: "kernel", "boot image", ...) and what is wrong."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise NotFoundError(f"{what} {p}: no such file") from None
+    except OSError as e:
+        raise UsageError(f"{what} {p}: cannot be read: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{what} {p}: is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{what} {p}: not a regular file")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{what} {p}: permission denied (cannot be read)")
+    return p
+
+
+def output_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a file that can be (re)written: not a directory, in a
+    directory that exists (created if missing) and is writable."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{what} {p}: is a directory; give a file name")
+    if p.exists() and not p.is_file():
+        raise UsageError(f"{what} {p}: exists and is not a regular file")
+    parent = p.parent
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"{what} {p}: {parent} is not a directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{what} {p}: cannot create its directory {parent}: {e.strerror or e}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {p}: directory {parent} is not writable")
+    return p

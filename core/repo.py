@@ -330,25 +330,49 @@ def _one_line(e: object) -> str:
     return text if len(text) < 200 else text[:197] + "..."
 
 
-def _read_tar(path: Path, what: str) -> dict[str, bytes]:
-    """Read every member of a tarball (checks it is whole); return small metadata members."""
+class _HashingReader:
+    """A read-only file wrapper that hashes every byte read (tarfile stream mode reads sequentially)."""
+
+    def __init__(self, f: Any, h: Any) -> None:
+        self.f, self.h = f, h
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.h.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+def _read_tar(path: Path, what: str, digest: Any = None) -> dict[str, bytes]:
+    """Read every member of a tarball in one sequential pass (proves it is whole); return the
+    small metadata members.  ``digest`` (a hashlib object) is fed the whole file on the way."""
     wanted = {"sanbos-opp.toml", "etc/sanbos-bos", "etc/os-release"}
     found: dict[str, bytes] = {}
     try:
-        with tarfile.open(path, "r:*") as tf:
-            count = 0
-            for m in tf:
-                count += 1
-                name = m.name
-                while name.startswith("./"):
-                    name = name[2:]
-                if m.isfile():
-                    f = tf.extractfile(m)
-                    data = f.read() if f else b""  # reading every member proves the archive is whole
-                    if name in wanted and len(data) < 65536:
-                        found[name] = data
-            if count == 0:
-                raise FormatError(f"{path}: empty tar archive, not a {what}")
+        with open(path, "rb") as raw:
+            src = _HashingReader(raw, digest if digest is not None else hashlib.sha256())
+            with tarfile.open(fileobj=src, mode="r|*") as tf:  # type: ignore[call-overload]
+                count = 0
+                for m in tf:
+                    count += 1
+                    name = m.name
+                    while name.startswith("./"):
+                        name = name[2:]
+                    if m.isfile():
+                        f = tf.extractfile(m)
+                        keep = name in wanted and m.size < 65536
+                        parts = []
+                        while f is not None and (chunk := f.read(1 << 20)):
+                            if keep:
+                                parts.append(chunk)
+                        if keep:
+                            found[name] = b"".join(parts)
+                if count == 0:
+                    raise FormatError(f"{path}: empty tar archive, not a {what}")
+            src.drain()
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise FormatError(f"{path}: not a readable tar archive ({_one_line(e)}); the {what} is corrupt") from None
     except Exception as e:  # lzma/bz2 errors surface as their own types
@@ -407,7 +431,9 @@ def inspect_opp(path: str | os.PathLike[str]) -> TocEntry:
         if _tar_compression(p) == "none" and not tarfile.is_tarfile(p):
             raise FormatError(f"{p}: neither a Debian package nor an OPP tarball "
                               "(sanbos opp add takes .deb files and tarballs with a sanbos-opp.toml member)")
-        members = _read_tar(p, "OPP tarball")
+        digest = hashlib.sha256()
+        members = _read_tar(p, "OPP tarball", digest)
+        tar_sha = digest.hexdigest()
         meta = members.get("sanbos-opp.toml")
         if meta is None:
             raise FormatError(f"{p}: neither a Debian package nor an OPP tarball with a sanbos-opp.toml member")
@@ -432,7 +458,7 @@ def inspect_opp(path: str | os.PathLike[str]) -> TocEntry:
         raise FormatError(f"{p}: version {version!r} is not usable")
     check_name(fname, f"{p}: repository file name")
     return TocEntry(name=name, version=version, kind="opp", format=fmt, file=f"opp/{fname}",
-                    size=p.stat().st_size, sha256=sha256_file(p), description=desc,
+                    size=p.stat().st_size, sha256=tar_sha if fmt == "tar" else sha256_file(p), description=desc,
                     dependencies=list(deps), arch=arch, compression=comp, source=p.name, added=_now())
 
 
@@ -473,7 +499,9 @@ def inspect_bos(path: str | os.PathLike[str], *, raw: bool = False, name: str | 
                 pass
         fmt, comp, fname = "raw-lv", "", None
     else:
-        members = _read_tar(p, "BOS tarball")
+        digest = hashlib.sha256()
+        members = _read_tar(p, "BOS tarball", digest)
+        tar_sha = digest.hexdigest()
         fmt, comp = "tar", _tar_compression(p)
     sb = members.get("etc/sanbos-bos", b"").decode(errors="replace").split()
     if len(sb) >= 2:
@@ -498,7 +526,7 @@ def inspect_bos(path: str | os.PathLike[str], *, raw: bool = False, name: str | 
     else:
         lv = RAW_LV_PREFIX + nm
     return TocEntry(name=nm, version=ver, kind="bos", format=fmt, file=fname, size=p.stat().st_size,
-                    sha256=sha256_file(p), description=desc or f"BOS {nm}", dependencies=[],
+                    sha256=tar_sha if fmt == "tar" else sha256_file(p), description=desc or f"BOS {nm}", dependencies=[],
                     compression=comp, lv=lv, source=p.name, added=_now())
 
 

@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, Static
 
 
@@ -24,9 +25,9 @@ class AskScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="ask-dialog"):
-            yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.question, id="ask-text")
-            yield Static("Y: yes   N or Esc: no", classes="hint")
+            yield Plain(self.title_text, classes="dialog-title")
+            yield Plain(self.question, id="ask-text")
+            yield Plain("Y: yes   N or Esc: no", classes="hint")
         yield Footer(show_command_palette=False)
 
     def action_answer(self, value: bool) -> None:

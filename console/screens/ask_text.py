@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, Input, Static
 
 
@@ -26,10 +27,10 @@ class AskTextScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="ask-text-dialog"):
-            yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.prompt, id="ask-text-prompt")
+            yield Plain(self.title_text, classes="dialog-title")
+            yield Plain(self.prompt, id="ask-text-prompt")
             yield Input(value=self.value, id="ask-text-input")
-            yield Static("Enter accepts, Esc cancels.", classes="status", id="ask-text-message")
+            yield Plain("Enter accepts, Esc cancels.", classes="status", id="ask-text-message")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:

@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, Static
 
 from core.units import human
@@ -60,12 +61,12 @@ class BootMenuScreen(Screen):
 
     def compose(self) -> ComposeResult:
         self.disk_list = DiskList(id="disks", empty_text="Scanning disks ...")
-        yield Static(BANNER, classes="banner", id="banner")
-        yield Static("Select Install/Boot Device", classes="title", id="title")
+        yield Plain(BANNER, classes="banner", id="banner")
+        yield Plain("Select Install/Boot Device", classes="title", id="title")
         yield DiskHeader(self.disk_list, id="disk-header")
         yield self.disk_list
-        yield Static("", id="detail")
-        yield Static("Scanning disks ...", classes="status", id="status")
+        yield Plain("", id="detail")
+        yield Plain("Scanning disks ...", classes="status", id="status")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:

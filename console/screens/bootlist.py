@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from textual import work
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -34,10 +36,10 @@ class BootListScreen(Screen[list | None]):
         self.all_disks = disks
 
     def compose(self) -> ComposeResult:
-        yield Static(f"SANBOS  Boot list of {self.machine}, mode {self.mode}", classes="banner")
-        yield Static("Order = firmware failover order (first boots first)", classes="title")
+        yield Plain(f"SANBOS  Boot list of {self.machine}, mode {self.mode}", classes="banner")
+        yield Plain("Order = firmware failover order (first boots first)", classes="title")
         yield OptionList(id="bootlist")
-        yield Static("", classes="status", id="bootlist-status")
+        yield Plain("", classes="status", id="bootlist-status")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -53,9 +55,9 @@ class BootListScreen(Screen[list | None]):
     def _fill(self, highlight: int | None) -> None:
         ol = self.query_one(OptionList)
         ol.clear_options()
-        ol.add_options([Option(self._label(i, d), id=str(i)) for i, d in enumerate(self.devices, 1)])
+        ol.add_options([Option(Text(self._label(i, d)), id=str(i)) for i, d in enumerate(self.devices, 1)])
         if not self.devices:
-            ol.add_option(Option("(empty: press A to add a disk)", id="empty", disabled=True))
+            ol.add_option(Option(Text("(empty: press A to add a disk)"), id="empty", disabled=True))
         elif highlight is not None:
             ol.highlighted = max(0, min(highlight, len(self.devices) - 1))
         changed = [d.line() for d in self.devices] != self.original

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -48,14 +50,14 @@ class ChoiceScreen(Screen[list | None]):
         return f"{mark}{it.label}"
 
     def compose(self) -> ComposeResult:
-        yield Static(f"SANBOS  {self.title_text}", classes="banner")
-        yield Static(self.prompt, classes="title", id="choice-prompt")
-        yield OptionList(*[Option(self._label(it), id=it.id, disabled=it.disabled) for it in self.items],
+        yield Plain(f"SANBOS  {self.title_text}", classes="banner")
+        yield Plain(self.prompt, classes="title", id="choice-prompt")
+        yield OptionList(*[Option(Text(self._label(it)), id=it.id, disabled=it.disabled) for it in self.items],
                          id="choice-list")
-        yield Static("", id="choice-description")
+        yield Plain("", id="choice-description")
         hint = ("Space marks, F9 (or Enter) takes the marked items, Esc goes back."
                 if self.multi else "Enter chooses, Esc goes back.")
-        yield Static(hint, classes="status", id="choice-status")
+        yield Plain(hint, classes="status", id="choice-status")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -71,7 +73,7 @@ class ChoiceScreen(Screen[list | None]):
     def _refresh_labels(self) -> None:
         ol = self.query_one(OptionList)
         for it in self.items:
-            ol.replace_option_prompt(it.id, self._label(it))
+            ol.replace_option_prompt(it.id, Text(self._label(it)))
 
     def action_toggle(self) -> None:
         ol = self.query_one(OptionList)

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, Input, Static
 
 
@@ -28,11 +29,11 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog -error", id="confirm-dialog"):
-            yield Static("Confirm destructive operation", classes="dialog-title")
-            yield Static(f"{self.action}\n\nEverything on disk {self.target_id} will be overwritten.\n"
+            yield Plain("Confirm destructive operation", classes="dialog-title")
+            yield Plain(f"{self.action}\n\nEverything on disk {self.target_id} will be overwritten.\n"
                          f"Type the disk's full ID to confirm:", id="confirm-text")
             yield Input(placeholder=self.target_id[:4] + "...", id="confirm-input")
-            yield Static("", id="confirm-message", classes="status")
+            yield Plain("", id="confirm-message", classes="status")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:

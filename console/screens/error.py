@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, Static
 
 from core import errors as E
@@ -77,11 +78,11 @@ class ErrorScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog -error", id="error-dialog"):
-            yield Static(f"Error: {self.title_text}", classes="dialog-title", id="error-title")
+            yield Plain(f"Error: {self.title_text}", classes="dialog-title", id="error-title")
             with VerticalScroll(id="error-body"):
-                yield Static(self.what, id="error-what")
-                yield Static("What to do: " + self.advice, id="error-advice")
-            yield Static("Enter or Esc returns.", classes="hint")
+                yield Plain(self.what, id="error-what")
+                yield Plain("What to do: " + self.advice, id="error-advice")
+            yield Plain("Enter or Esc returns.", classes="hint")
         yield Footer(show_command_palette=False)
 
     def action_close(self) -> None:

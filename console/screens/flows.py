@@ -223,12 +223,8 @@ async def install_flow(app, ctx: FlowContext) -> bool:
                            chosen, fabric=_fabric(app))
     if plan is None:
         return False
-    steps = str(plan).splitlines()[1:] + [
-        f"write GPT, root VG and LVs on {target.id}",
-        "lay down the BOS and the OPPs, build the boot image, install GRUB (BIOS and UEFI)",
-        f"release install VG {ctx.vg_name} (read-only throughout)"]
-    if not await app.push_screen_wait(PlanScreen(f"Install {bos} onto {target.id}", [s.strip() for s in steps],
-                                                 destructive=True)):
+    steps = [s.strip() for s in str(plan).splitlines()[1:] if s.strip()]
+    if not await app.push_screen_wait(PlanScreen(f"Install {bos}", steps, destructive=True)):
         return False
     if not await app.push_screen_wait(ConfirmScreen(target.id, f"Install BOS {bos} onto disk {target.id}.")):
         return False
@@ -237,7 +233,7 @@ async def install_flow(app, ctx: FlowContext) -> bool:
         res = install(ctx.vg_name, bos, target.id, chosen, fabric=_fabric(app), progress=rep.progress)
         return str(res).splitlines()
 
-    await run_job(app, f"Install {bos} onto {target.id}", job)
+    await run_job(app, f"Install {bos} onto ...{target.id[-8:]}", job)
     return True
 
 
@@ -274,7 +270,7 @@ async def recover_flow(app, ctx: FlowContext) -> bool:
         return str(call(recover, from_vg=ctx.vg_name, rootvg=root.id, fabric=_fabric(app),
                         progress=rep.progress)).splitlines()
 
-    await run_job(app, f"Recover root VG on {root.id}", job)
+    await run_job(app, f"Recover root VG on ...{root.id[-8:]}", job)
     return True
 
 

@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, Static
 
 GUIDE = """\
@@ -56,12 +57,12 @@ class HelpScreen(ModalScreen[None]):
         self.keys_text = "\n".join(lines)
         title = getattr(self.under, "BINDING_GROUP_TITLE", None) or type(self.under).__name__
         with Vertical(classes="dialog", id="help-dialog"):
-            yield Static(f"Help: {title}", classes="dialog-title")
+            yield Plain(f"Help: {title}", classes="dialog-title")
             with VerticalScroll(id="help-body"):
-                yield Static("Keys      Action                       Id (for --key)\n" + self.keys_text,
+                yield Plain("Keys      Action                       Id (for --key)\n" + self.keys_text,
                              id="help-keys")
-                yield Static(GUIDE, id="help-guide")
-            yield Static("Up/Down/PgUp/PgDn scroll, Esc closes this help.", classes="hint")
+                yield Plain(GUIDE, id="help-guide")
+            yield Plain("Up/Down/PgUp/PgDn scroll, Esc closes this help.", classes="hint")
         yield Footer(show_command_palette=False)
 
     def action_scroll(self, lines: int) -> None:

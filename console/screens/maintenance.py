@@ -11,9 +11,11 @@ says so instead of pretending.
 from __future__ import annotations
 
 from textual import work
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, Log, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
@@ -39,19 +41,19 @@ class MaintenanceScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         d = self.ctx.disk
-        yield Static("SANBOS  Maintenance Mode  --  Maintenance menu", classes="banner")
-        yield Static(f"Boot device {d.id}  ({d.address or '-'}, {human(d.size)})", classes="title",
+        yield Plain("SANBOS  Maintenance Mode  --  Maintenance menu", classes="banner")
+        yield Plain(f"Boot device {d.id}  ({d.address or '-'}, {human(d.size)})", classes="title",
                      id="maint-device")
         yield Log(id="maint-steps", auto_scroll=True)
         options = []
         for f in flows.MENU:
             reason = f.unavailable()
             label = f"{f.key}. {f.title}" + ("   (not available in this build)" if reason else "")
-            options.append(Option(label, id=f.id))
-        options.append(Option("0. Back to the boot device selection", id="back"))
+            options.append(Option(Text(label), id=f.id))
+        options.append(Option(Text("0. Back to the boot device selection"), id="back"))
         yield OptionList(*options, id="maint-menu")
-        yield Static("", id="maint-description")
-        yield Static("Up/Down and Enter, or the entry's number. Esc returns to the boot menu.",
+        yield Plain("", id="maint-description")
+        yield Plain("Up/Down and Enter, or the entry's number. Esc returns to the boot menu.",
                      classes="status", id="maint-status")
         yield Footer(show_command_palette=False)
 

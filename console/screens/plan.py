@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, Static
 
 
@@ -30,15 +31,15 @@ class PlanScreen(Screen[bool]):
         self.note = note
 
     def compose(self) -> ComposeResult:
-        yield Static(f"SANBOS  Plan review: {self.title_text}", classes="banner")
+        yield Plain(f"SANBOS  Plan review: {self.title_text}", classes="banner")
         with Vertical(id="plan-box"):
             with VerticalScroll(id="plan-body"):
-                yield Static("\n".join(f"{i:>2}. {s}" for i, s in enumerate(self.steps, 1)), id="plan-steps")
+                yield Plain("\n".join(f"{i:>2}. {s}" for i, s in enumerate(self.steps, 1)), id="plan-steps")
             warn = ("DESTRUCTIVE: the target disk will be overwritten. You will be asked to type its ID."
                     if self.destructive else "Nothing has been written yet.")
-            yield Static(warn + (" " + self.note if self.note else ""), id="plan-warn",
+            yield Plain(warn + (" " + self.note if self.note else ""), id="plan-warn",
                          classes="-destructive" if self.destructive else "")
-        yield Static("Enter continues, Esc goes back without doing anything.", classes="status")
+        yield Plain("Enter continues, Esc goes back without doing anything.", classes="status")
         yield Footer(show_command_palette=False)
 
     def action_scroll(self, lines: int) -> None:

@@ -21,6 +21,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, Log, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
@@ -92,11 +93,11 @@ class ProgressScreen(Screen[Outcome]):
         self._ask = None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"SANBOS  Running: {self.title_text}", classes="banner")
-        yield Static("Starting ...", id="progress-step")
+        yield Plain(f"SANBOS  Running: {self.title_text}", classes="banner")
+        yield Plain("Starting ...", id="progress-step")
         yield ProgressBar(total=100 if self.determinate else None, show_eta=False, id="progress-bar")
         yield Log(id="progress-log", auto_scroll=True)
-        yield Static("Esc asks to cancel; the operation stops at the next safe point.",
+        yield Plain("Esc asks to cancel; the operation stops at the next safe point.",
                      classes="status", id="progress-status")
         yield Footer(show_command_palette=False)
 

@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, Static
 
 
@@ -27,9 +28,9 @@ class QuitScreen(ModalScreen[bool]):
             text += ("\n\nAn operation is still running. Quitting cancels it at the next safe "
                      "point; the disks stay consistent but the operation will be incomplete.")
         with Vertical(classes="dialog", id="quit-dialog"):
-            yield Static("Quit", classes="dialog-title")
-            yield Static(text, id="quit-text")
-            yield Static("Y quits, N or Esc goes back.", classes="hint")
+            yield Plain("Quit", classes="dialog-title")
+            yield Plain(text, id="quit-text")
+            yield Plain("Y quits, N or Esc goes back.", classes="hint")
         yield Footer(show_command_palette=False)
 
     def action_answer(self, value: bool) -> None:

@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, Static
 
 
@@ -30,12 +31,12 @@ class ResultScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         state = "CANCELLED" if self.cancelled else ("DONE" if self.ok else "FINISHED WITH PROBLEMS")
-        yield Static(f"SANBOS  Result: {self.title_text}", classes="banner")
-        yield Static(state, id="result-state",
+        yield Plain(f"SANBOS  Result: {self.title_text}", classes="banner")
+        yield Plain(state, id="result-state",
                      classes="-ok" if self.ok and not self.cancelled else "-bad")
         with VerticalScroll(id="result-body"):
-            yield Static("\n".join(self.lines) or "(no details)", id="result-lines")
-        yield Static("Enter returns to the maintenance menu.", classes="status")
+            yield Plain("\n".join(self.lines) or "(no details)", id="result-lines")
+        yield Plain("Enter returns to the maintenance menu.", classes="status")
         yield Footer(show_command_palette=False)
 
     def action_scroll(self, lines: int) -> None:

@@ -12,6 +12,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from ..widgets.plain import Plain
 from textual.widgets import Footer, Static
 
 from core.units import human
@@ -49,13 +50,13 @@ class TargetScreen(Screen[list | None]):
         self.disk_list = DiskList(id="targets", empty_text="No candidate disks.", status_header="SAFETY",
                                   status_fn=self.status_of, bad_fn=lambda d: bool(self.safety.get(d.id)),
                                   multi=self.multi)
-        yield Static(f"SANBOS  {self.title_text}", classes="banner")
+        yield Plain(f"SANBOS  {self.title_text}", classes="banner")
         how = ("Space marks disks, Enter takes the marked ones" if self.multi else "Enter chooses")
-        yield Static(f"Choose the {self.purpose} ({how}; type to filter)", classes="title")
+        yield Plain(f"Choose the {self.purpose} ({how}; type to filter)", classes="title")
         yield DiskHeader(self.disk_list)
         yield self.disk_list
-        yield Static("", id="target-detail")
-        yield Static("Checking the disks' safety ...", classes="status", id="target-status")
+        yield Plain("", id="target-detail")
+        yield Plain("Checking the disks' safety ...", classes="status", id="target-status")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:

@@ -106,15 +106,27 @@ class SanbosApp(App[int]):
             refs = [d.ref for d in disks if d.vg_name == vg]
             try:
                 found = bootcopy.status(vg, refs)
-            except Exception as e:  # health unknown: still offered as a boot device, marked so
-                problems.append(f"VG {vg}: {e}")
-                health.update({d.id: "unknown" for d in disks if d.vg_name == vg})
+            except Exception as e:
+                # An install VG (it has a repository LV) whose copies cannot be read stays a boot
+                # device with health "unknown"; any other VG (a root VG, say) is simply not one.
+                if self._has_repository(vg, refs):
+                    problems.append(f"VG {vg}: {e}")
+                    health.update({d.id: "unknown" for d in disks if d.vg_name == vg})
                 continue
             if found:
                 for d in disks:
                     if d.vg_name == vg:
                         health[d.id] = found.get(d.id, "none")
         self.post_message(HealthLoaded(health, problems))
+
+    @staticmethod
+    def _has_repository(vg: str, refs: list) -> bool:
+        try:
+            from core import vg as vgmod
+            with vgmod.open_vg(vg, refs, write=False, allow_exported=True) as vgo:
+                return any(lv["name"] == "instlv" for lv in vgo.describe()["lvs"])
+        except Exception:
+            return False
 
     def on_health_loaded(self, message: HealthLoaded) -> None:
         for d in self.all_disks:

@@ -460,3 +460,55 @@ async def test_boot_list_reorder_and_save(fabric, tmp_path):
         assert [d.id for d in reg.device_list("machine-01", "boot", "maintenance")] == [ids[1], ids[0], ids[2]]
     finally:
         reg.close()
+
+
+async def test_recover_root_vg_fixes_the_boot_side(fabric):
+    """Figure 5: a root disk with a wiped MBR boot code is found, recovered, and its root LV untouched."""
+    core_recover = pytest.importorskip("core.recover")
+    from core import install
+    from core import vg as vgmod
+    target = fabric.luns[4]
+    install.install(VG, "sanbos-demo-bos", target.wwn, [], fabric=str(fabric.root))
+    ref = DiskRef(target.wwn, target.path)
+
+    def rootlv_sha() -> str:
+        with vgmod.open_vg("rootvg", [ref], write=False, allow_exported=True) as vgo:
+            (path, off, length), = vgo.lv_ranges("rootlv")
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            fh.seek(off)
+            left = length
+            while left:
+                b = fh.read(min(left, 4 * MiB))
+                h.update(b)
+                left -= len(b)
+        return h.hexdigest()
+
+    before = rootlv_sha()
+    with open(target.path, "r+b") as fh:               # wipe the MBR boot code (GRUB boot.img)
+        fh.write(b"\0" * 440)
+    defects = core_recover.check_rootvg(target.wwn, fabric=str(fabric.root))
+    assert defects and any(d.kind == "mbr" for d in defects)
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        assert target.wwn not in [d.id for d in app.boot_menu.disk_list.disks]   # a root VG is no boot device
+        await open_menu(app, pilot, fabric)
+        await pilot.press("2")
+        await wait_for(app, pilot, TargetScreen)
+        assert app.screen.disk_list.disks[0].id == target.wwn
+        shot(app, "target_recover")
+        await pilot.press("enter")
+        await wait_for(app, pilot, PlanScreen)
+        assert "defect: mbr" in app.screen_text()
+        shot(app, "plan_recover")
+        await pilot.press("enter")
+        await wait_for(app, pilot, ConfirmScreen)
+        app.screen.query_one("Input").value = target.wwn
+        await pilot.press("enter")
+        await wait_for(app, pilot, ResultScreen, timeout=300)
+        text = app.screen_text()
+        assert "DONE" in text and "recovered root VG rootvg" in text, text
+        shot(app, "result_recover")
+    assert core_recover.check_rootvg(target.wwn, fabric=str(fabric.root)) == []
+    assert rootlv_sha() == before                       # user data untouched

@@ -245,30 +245,42 @@ async def recover_flow(app, ctx: FlowContext) -> bool:
     from .target import TargetScreen
 
     recover = need("core.recover:recover", "Recover root VG")
-    check = engine("core.recover:check_rootvg")[0]
+    check_rootvg = need("core.recover:check_rootvg", "Recover root VG")
     roots = [d for d in ctx.others if d.vg_name]
-    chosen = await app.push_screen_wait(TargetScreen("Recover root VG: choose the root disk", roots or ctx.others,
+    if not roots:
+        from core.errors import NotFoundError
+
+        from .error import ErrorScreen
+        await app.push_screen_wait(ErrorScreen(NotFoundError(
+            "no root VG disk found: no disk outside the install VG holds a VG"), title="Nothing to recover"))
+        return False
+    chosen = await app.push_screen_wait(TargetScreen("Recover root VG: choose the root disk", roots,
                                                      purpose="root-VG disk to recover", safety=False))
     if not chosen:
         return False
     root = chosen[0]
-    steps = [f"import the root VG on {root.id}"]
-    if check is not None:
-        report = await in_thread(app, "Could not check the root VG", call, check, rootvg=root.id,
-                                 fabric=_fabric(app))
-        if report is None:
-            return False
-        steps += [f"found: {line}" for line in str(report).splitlines()]
-    steps += ["rebuild its boot image and boot loader from its own root file system "
-              f"(or from install VG {ctx.vg_name})", "leave the user data untouched"]
-    if not await app.push_screen_wait(PlanScreen(f"Recover the root VG on {root.id}", steps, destructive=True)):
+    defects = await in_thread(app, "Could not check the root VG", check_rootvg, root.id, fabric=_fabric(app))
+    if defects is None:
+        return False
+    steps = [f"root VG {root.vg_name} on {root.id}: "
+             + (f"{len(defects)} defect(s) found" if defects else "no defect found; the boot side is rewritten anyway")]
+    steps += [f"defect: {x.kind}: {x.message}" for x in defects]
+    steps += [f"import root VG {root.vg_name} for writing (exclusive locks)",
+              "rebuild the boot image from the root file system's /boot (or from install VG "
+              f"{ctx.vg_name}'s maintenance kernel when /boot is damaged too)",
+              "rewrite the boot LV and GRUB for BIOS and UEFI, then check again",
+              "user data in the root file system is not touched"]
+    if not await app.push_screen_wait(PlanScreen(f"Recover the root VG on ...{root.id[-8:]}", steps,
+                                                 destructive=True, note="Only the boot side is rewritten.")):
         return False
     if not await app.push_screen_wait(ConfirmScreen(root.id, f"Rebuild the boot side of disk {root.id}.")):
         return False
 
     def job(rep) -> list[str]:
-        return str(call(recover, from_vg=ctx.vg_name, rootvg=root.id, fabric=_fabric(app),
-                        progress=rep.progress)).splitlines()
+        res = recover(ctx.vg_name, root.id, fabric=_fabric(app), progress=rep.progress)
+        after = getattr(res, "after", [])
+        rep.clean = not after
+        return str(res).splitlines() + [f"  still wrong: {x}" for x in after]
 
     await run_job(app, f"Recover root VG on ...{root.id[-8:]}", job)
     return True
@@ -490,7 +502,7 @@ MENU = [
          ["core.install:install", "core.install:plan_install", "core.install:open_install_vg"], install_flow),
     Flow("recover", "2", "Recover a root VG",
          "Figure 5: import a broken root VG and rebuild its boot image and boot loader.",
-         ["core.recover:recover"], recover_flow),
+         ["core.recover:recover", "core.recover:check_rootvg"], recover_flow),
     Flow("opps", "3", "Add OPPs to the install VG",
          "Figure 6: import, write the OPP images, update the TOC, export.",
          ["core.repo:add_opps", "core.repo:inspect_opp"], opps_flow),

@@ -355,10 +355,13 @@ def mirror(vg_name: str, disks: Sequence[DiskRef], image: str | os.PathLike[str]
         else:
             pvs = list(vgo.vg.pvs)
         if len({pv.id for pv in pvs}) != len(pvs):
-            raise UsageError("the same boot disk is named twice")
+            twice = next(pv for pv in pvs if [q.id for q in pvs].count(pv.id) > 1)
+            raise UsageError(f"boot disk {vgo.disk_of(twice.name).id} is named twice")
+        if size is not None and size < info.size:
+            raise UsageError(f"VG {vg_name}: {BOOT_LV} size {human(size)} ({size} bytes) is smaller than the boot image "
+                             f"{image} ({human(info.size)}); give at least {human(info.size)} or leave --size out")
         ext = vgo.vg.extent_bytes
-        want = size if size else max(DEFAULT_MIN_SIZE, info.size + info.size // 2)
-        want = align_up(max(want, info.size), ext)
+        want = align_up(size if size is not None else max(DEFAULT_MIN_SIZE, info.size + info.size // 2), ext)
         n = want // ext
         refs = []
         for pv in pvs:

@@ -446,6 +446,9 @@ class Registry:
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        if self.path.is_dir():
+            raise RegistryError(f"registry {self.path} is a directory, not a registry file; "
+                                "give --registry FILE or set $SANBOS_REGISTRY")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -74,7 +74,7 @@ def _passwd(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    for a in open_registry(args).list_admins():
+    for a in open_registry(args, create=False).list_admins():
         print(f"{a.name:<24} since {a.created}")
     return 0
 
@@ -86,7 +86,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    entries = open_registry(args).audit(limit=args.limit, target=args.target)
+    entries = open_registry(args, create=False).audit(limit=args.limit, target=args.target)
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
         return 0

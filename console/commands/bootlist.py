@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    r = open_registry(args)
+    r = open_registry(args, create=False)
     m = r.machine(args.machine)
     mode = args.mode or m.boot_type
     devs = m.lists["boot"][mode]

@@ -45,11 +45,26 @@ def intermixed(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def open_registry(args: argparse.Namespace) -> Registry:
+def open_registry(args: argparse.Namespace, create: bool = True) -> Registry:
+    """The registry the command names.  A registry given by path (--registry or
+    $SANBOS_REGISTRY) must be in an existing directory (a mistyped path makes no
+    new, empty registry); ``create=False`` (commands that only read) also
+    refuses a registry file that does not exist yet."""
+    from pathlib import Path
+
+    from core.errors import NotFoundError
+    path = Path(args.registry or reg.default_path())
+    if not path.exists():
+        if not create:
+            raise NotFoundError(f"registry {path} does not exist (nothing is registered yet; "
+                                "'sanbos machine add' or 'sanbos admin add' creates it)")
+        if str(path) != reg.DEFAULT_PATH and not path.parent.is_dir():
+            raise NotFoundError(f"registry {path}: directory {path.parent} does not exist; "
+                                "create it first or give another --registry FILE")
     inventory = None
     if not getattr(args, "no_disk_check", True):
         inventory = reg.disk_inventory(getattr(args, "fabric", None))
-    return Registry(args.registry or reg.default_path(), inventory=inventory)
+    return Registry(path, inventory=inventory)
 
 
 def actor() -> str:
@@ -156,7 +171,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    ms = open_registry(args).list_machines()
+    ms = open_registry(args, create=False).list_machines()
     if args.json:
         print(json.dumps([m.to_dict() for m in ms], indent=2))
         return 0
@@ -167,7 +182,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    m = open_registry(args).machine(args.id)
+    m = open_registry(args, create=False).machine(args.id)
     if args.json:
         print(json.dumps(m.to_dict(), indent=2))
     else:

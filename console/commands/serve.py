@@ -30,6 +30,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_serve)
 
 
+def _check_tls(certfile: str, keyfile: str) -> None:
+    """Load the certificate and key once before listening: a bad one is a one-line error, not a traceback."""
+    import ssl
+
+    from core.tools import input_file
+    input_file(certfile, "TLS certificate")
+    input_file(keyfile, "TLS key")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as e:
+        raise UsageError(f"TLS certificate {certfile} with key {keyfile}: cannot be loaded "
+                         f"({getattr(e, 'reason', None) or e})") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -40,6 +54,8 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"bad port {args.port}")
     tls = bool(args.certfile)
+    if tls:
+        _check_tls(args.certfile, args.keyfile)
     registry = open_registry(args)
     app = create_app(registry, tls=tls, san_uri=args.san_uri or DEFAULT_SAN_URI)
 

@@ -512,3 +512,41 @@ async def test_recover_root_vg_fixes_the_boot_side(fabric):
         shot(app, "result_recover")
     assert core_recover.check_rootvg(target.wwn, fabric=str(fabric.root)) == []
     assert rootlv_sha() == before                       # user data untouched
+
+
+async def test_cancel_a_real_install_leaves_the_install_vg_intact(fabric):
+    """Escape during a real BOS install: asks, stops at the next safe point; the install VG is
+    untouched (it is only read) and the target can be installed again afterwards."""
+    from core import bootcopy, install
+    from core import vg as vgmod
+    target = fabric.luns[5]
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_menu(app, pilot, fabric)
+        await pilot.press("1")
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("enter")
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("f9")
+        await wait_for(app, pilot, TargetScreen)
+        await settle(app, pilot)
+        await pilot.press(*target.wwn[-5:], "enter")
+        await wait_for(app, pilot, PlanScreen)
+        await pilot.press("enter")
+        await wait_for(app, pilot, ConfirmScreen)
+        app.screen.query_one("Input").value = target.wwn
+        await pilot.press("enter")
+        await wait_for(app, pilot, ProgressScreen)
+        await pilot.press("escape")
+        await wait_for(app, pilot, AskScreen)
+        await pilot.press("y")
+        await wait_for(app, pilot, ResultScreen, timeout=300)
+        text = app.screen_text()
+        assert "CANCELLED" in text, text
+        assert "stopped at a safe point" in text
+    assert bootcopy.verify(VG, members(fabric), check_grub=False).ok
+    report = vgmod.check(VG, members(fabric))
+    assert report.clean, str(report)
+    res = install.install(VG, "sanbos-demo-bos", target.wwn, [], fabric=str(fabric.root),
+                          force_ids=[target.wwn])        # a half-written target is re-installable
+    assert "installed" in str(res)

@@ -579,7 +579,9 @@ def boot_record(disk_id: str, disk_path: Path, parts: dict, manifest: dict, imag
         "bios_grub": {"start": bp.start, "size": bp.size, "core_bytes": core_len,
                       "sha256": sha256_bytes(bios_area[:core_len])},
         "esp": {"start": ep.start, "size": ep.size, "bootx64_sha256": efi_sha},
-        "bootlv": {"size": image_size, "sha256": sha256_bytes(image)},
+        # the boot image's own SHA-256 is not kept: its manifest names the temporary paths the
+        # parts came from; its contents (kernel, initrd) are recorded below
+        "bootlv": {"size": image_size},
         "kernel": {"sha256": manifest.get("kernel", {}).get("sha256"), "version": manifest.get("kernel", {}).get("version")},
         "initrd": {"sha256": manifest.get("initrd", {}).get("sha256")},
         "cmdline": manifest.get("cmdline"),

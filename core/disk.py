@@ -21,8 +21,8 @@ from .errors import DiskBusyError, DiskError
 SECTOR = 512
 
 
-def lock_holders(path: str | os.PathLike[str]) -> list[int]:
-    """PIDs holding a flock on ``path`` (from /proc/locks), excluding us."""
+def lock_holders(path: str | os.PathLike[str], *, include_self: bool = False) -> list[int]:
+    """PIDs holding a flock on ``path`` (from /proc/locks); this process only if asked."""
     try:
         st = os.stat(path)
     except OSError:
@@ -42,21 +42,29 @@ def lock_holders(path: str | os.PathLike[str]) -> list[int]:
                 pid = int(parts[4])
             except ValueError:
                 continue
-            if pid != os.getpid():
+            if include_self or pid != os.getpid():
                 pids.add(pid)
     return sorted(pids)
+
+
+def read_only_image(st: os.stat_result) -> bool:
+    """An image file with no write permission bit at all (``chmod 0444``): read-only even for root."""
+    return stat.S_ISREG(st.st_mode) and not st.st_mode & 0o222
 
 
 def describe_pids(pids: list[int]) -> str:
     """``1234 (qemu-system-x86), 99 (sanbos)`` for error messages."""
     out = []
     for pid in pids:
+        if pid == os.getpid():
+            out.append(f"{pid} (this sanbos process, through another open handle)")
+            continue
         try:
             name = Path(f"/proc/{pid}/comm").read_text().strip()
         except OSError:
             name = "?"
         out.append(f"{pid} ({name})")
-    return ", ".join(out) or "unknown process"
+    return ", ".join(out) or "a process that has just released it (try again)"
 
 
 class Disk:
@@ -86,6 +94,10 @@ class Disk:
         if not (self.is_block or stat.S_ISREG(st.st_mode)):
             os.close(self.fd)
             raise DiskError(f"{self.name}: {self.path} is neither an image file nor a block device")
+        if writable and read_only_image(st):
+            os.close(self.fd)   # root may open it anyway: the mode is the operator's word
+            raise DiskError(f"{self.name}: image file {self.path} is read-only (mode {st.st_mode & 0o777:04o}); "
+                            "refusing to write it")
         self.size = self._measure()
         self.lock_mode: str | None = None
         if lock:
@@ -123,7 +135,7 @@ class Disk:
         except OSError as e:
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise DiskError(f"{self.name}: cannot lock {self.path}: {e.strerror}") from None
-            holders = describe_pids(lock_holders(self.path))
+            holders = describe_pids(lock_holders(self.path, include_self=True))
             want = "write" if mode == "exclusive" else "read"
             raise DiskBusyError(
                 f"{self.name}: busy, cannot {want}: held by {holders}; "

@@ -15,7 +15,8 @@ Membership:
 * ``pv:<vg>``: a PV of VG ``<vg>`` (``vg_name``/``vg_uuid`` set);
 * ``orphan-pv``: a PV that belongs to no VG;
 * ``damaged-pv``: an LVM label or metadata that fails its checks;
-* ``data``: anything else sanbos does not own (foreign table, file system...);
+* ``data``: anything else sanbos does not own (foreign table, file system,
+  non-zero bytes without a known signature...);
 * ``unknown``: the disk could not be read.
 """
 
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Iterable
 
 from . import fabric as fab
-from .disk import DiskRef
+from .disk import DiskRef, read_only_image
 from .errors import FormatError
 from .ids import select
 
@@ -172,6 +173,10 @@ def _peek(fd: int, size: int, name: str, sector: int = 512) -> _Peek:
     toff = max(len(head), size - TAIL)
     tail = pread(toff, size - toff) if toff < size else b""
     pk.sigs = safety.probe(head, size, tail, toff, sector)
+    if not pk.sigs:
+        u = safety.unrecognised(head, tail, toff)
+        if u is not None:
+            pk.sigs.append(u)
     kinds = {s.kind for s in pk.sigs}
     try:
         parts = gpt.parse_table(head, size, read=pread, sector=sector, name=name)
@@ -253,6 +258,8 @@ def _probe_path(info: DiskInfo) -> None:
         return
     try:
         size = info.size or os.lseek(fd, 0, os.SEEK_END)
+        if info.kind == "image":
+            info.read_only = read_only_image(os.fstat(fd))
         sector = 512
         if info.kind != "image":
             # a shared SAN disk may have been written by another host (or an image

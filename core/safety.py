@@ -4,7 +4,8 @@
 forcing: a partition table (GPT or MBR), an LVM label (``LABELONE`` in
 sectors 0-3 of the disk or of any partition), a file-system or RAID
 signature (ext2/3/4, XFS, FAT, NTFS, swap, btrfs, LUKS, md, ISO 9660, plus
-whatever ``blkid -p`` recognises), mounted or in use (mounted partitions,
+whatever ``blkid -p`` recognises), non-zero bytes none of these explain
+(data sanbos does not recognise: a blank disk reads as zeros), mounted or in use (mounted partitions,
 active swap, holders, a loop device over an image file, another process's
 lock), read-only, too small.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from . import gpt
-from .disk import Disk, DiskRef, describe_pids, lock_holders
+from .disk import Disk, DiskRef, describe_pids, lock_holders, read_only_image
 from .errors import DiskError, FormatError, ToolError, UnsafeDiskError
 from .units import human
 
@@ -193,14 +194,36 @@ def probe(head: bytes, size: int, tail: bytes = b"", tail_offset: int = 0, secto
     return out
 
 
-def probe_range(read: Callable[[int, int], bytes], size: int, sector: int = 512) -> list[Signature]:
-    """``probe`` a range through ``read(offset, length)``."""
+def unrecognised(head: bytes, tail: bytes = b"", tail_offset: int = 0) -> Signature | None:
+    """Non-zero bytes where ``probe`` found no signature: data sanbos does not
+    recognise (random data, boot code, an unknown format).  None when all zero."""
+    rest = head.lstrip(b"\0")
+    if rest:
+        off = len(head) - len(rest)
+    else:
+        rest = tail.lstrip(b"\0")
+        if not rest:
+            return None
+        off = tail_offset + len(tail) - len(rest)
+    return Signature("unknown", off, f"data sanbos does not recognise (non-zero bytes at byte {off}, "
+                                     "no known signature)")
+
+
+def probe_range(read: Callable[[int, int], bytes], size: int, sector: int = 512, *,
+                unknown: bool = False) -> list[Signature]:
+    """``probe`` a range through ``read(offset, length)``; ``unknown``: also
+    report non-zero bytes no signature explains (``unrecognised``)."""
     head = read(0, min(size, HEAD))
     tail, toff = b"", 0
     if size > HEAD:
         toff = max(HEAD, size - TAIL)
         tail = read(toff, size - toff)
-    return probe(head, size, tail, toff, sector)
+    sigs = probe(head, size, tail, toff, sector)
+    if unknown and not sigs:
+        u = unrecognised(head, tail, toff)
+        if u is not None:
+            sigs.append(u)
+    return sigs
 
 
 # ---------------------------------------------------------------------------
@@ -344,6 +367,8 @@ def openers(path: str | os.PathLike[str]) -> list[int]:
 
 
 def _read_only(ref: DiskRef, disk: Disk) -> bool:
+    if read_only_image(os.fstat(disk.fd)):
+        return True
     if disk.is_block:
         import fcntl
         try:
@@ -371,7 +396,7 @@ def _assess(ref: DiskRef, min_size: int = 0, *, use_blkid: bool = True) -> list[
             reasons.append(Reason("read-only: it cannot be written", forceable=False))
         reasons += _in_use(ref, disk)
         ss = gpt.sector_size(disk)
-        sigs = probe_range(disk.read, disk.size, ss)
+        sigs = probe_range(disk.read, disk.size, ss, unknown=True)
         reasons += _signature_reasons(sigs, "")
         if use_blkid:
             reasons += _blkid_reasons(str(ref.path), 0, None, {s.kind for s in sigs}, "")

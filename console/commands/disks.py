@@ -38,7 +38,7 @@ def _list(args: argparse.Namespace) -> int:
     rows = [("ID", "WWN", "SAN ADDRESS", "SIZE", "LAYOUT", "MEMBERSHIP", "PV UUID")]
     for d in disks:
         addr = d.address + (f" (+{len(d.addresses) - 1})" if len(d.addresses) > 1 else "")
-        member = d.membership + (" [in use]" if d.in_use else "")
+        member = d.membership + (" [in use]" if d.in_use else "") + (" [read-only]" if d.read_only else "")
         rows.append((d.id, d.wwn or "-", addr or "-", human(d.size), d.layout, member, d.pv_uuid or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []

@@ -77,11 +77,18 @@ def make(target: Target, src_dir: str | os.PathLike[str] | None = None, *, label
         raise
 
 
-def debugfs(target: Target, *requests: str, write: bool = False) -> str:
-    """Run debugfs requests; raise ToolError if debugfs reports a failure."""
+def debugfs(target: Target, *requests: str, write: bool = False, catastrophic: bool = False) -> str:
+    """Run debugfs requests; raise ToolError if debugfs reports a failure.
+
+    ``catastrophic`` (``debugfs -c``, read-only) does not read the allocation
+    bitmaps: file reads still work on a file system whose bitmaps are
+    inconsistent (an interrupted update).
+    """
     cmd = ["debugfs"]
     if write:
         cmd.append("-w")
+    elif catastrophic:
+        cmd.append("-c")
     with tempfile.NamedTemporaryFile("w", suffix=".cmds", delete=False) as f:
         f.write("\n".join(requests) + "\n")
         script = f.name
@@ -100,11 +107,11 @@ def debugfs(target: Target, *requests: str, write: bool = False) -> str:
     return res.stdout.decode(errors="replace")
 
 
-def read_file(target: Target, path: str) -> bytes:
+def read_file(target: Target, path: str, *, catastrophic: bool = False) -> bytes:
     """The contents of ``path`` inside the file system."""
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "out"
-        debugfs(target, f'dump "{path}" "{out}"')
+        debugfs(target, f'dump "{path}" "{out}"', catastrophic=catastrophic)
         if not out.exists():
             raise ToolError(f"{target.label}: cannot read {path}")
         return out.read_bytes()

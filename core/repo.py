@@ -860,10 +860,19 @@ class Repository:
     def records(self) -> list[LegRecord | None]:
         return [leg.read_record() for leg in self.legs]
 
-    def good_legs(self) -> list[Leg]:
-        """Clean legs of the highest generation, in leg order."""
+    def good_legs(self, allow_dirty: bool = True) -> list[Leg]:
+        """Clean legs of the highest generation, in leg order.
+
+        With no clean leg at all (a one-leg repository killed while writing), the dirty legs
+        are returned for reading (their TOC is the old one until the commit block; every read
+        checks SHA-256) unless ``allow_dirty`` is False."""
         recs = self.records()
         clean = [(leg, r) for leg, r in zip(self.legs, recs) if r is not None and r.clean]
+        if not clean and allow_dirty:
+            dirty = [(leg, r) for leg, r in zip(self.legs, recs) if r is not None]
+            if dirty:
+                top = max(r.generation for _, r in dirty)
+                return [leg for leg, r in dirty if r.generation == top]
         if not clean:
             raise FormatError(f"VG {self.vg_name}: no clean copy of the repository ({REPO_LV}) on any leg: "
                               + ", ".join(f"{leg.label}: {'dirty' if r else 'no leg record'}"
@@ -879,7 +888,10 @@ class Repository:
     def recover(self) -> list[str]:
         """Re-copy dirty or stale legs from a good leg; return what was done."""
         done = []
-        good = self.good_legs()
+        recs = self.records()
+        if not any(r is not None and r.clean for r in recs):
+            done += self._repair_in_place()
+        good = self.good_legs(allow_dirty=False)
         src = good[0]
         rec = src.read_record()
         assert rec is not None
@@ -896,12 +908,37 @@ class Repository:
             done.append(f"{leg.label}: resynced from {src.label} ({why})")
         return done
 
+    def _repair_in_place(self) -> list[str]:
+        """No clean leg (one leg, interrupted): e2fsck -fy the newest dirty leg, then mark it clean.
+
+        The blocks written before the kill only add to the old state (new files, bitmaps,
+        counts); the old TOC still names only complete images, and e2fsck puts the counts right.
+        """
+        legs = self.good_legs(allow_dirty=True)
+        if not legs:
+            raise FormatError(f"VG {self.vg_name}: no leg of {REPO_LV} carries a repository leg record")
+        leg = legs[0]
+        rec = leg.read_record()
+        assert rec is not None
+        self.progress(f"{leg.label}: interrupted update and no other clean copy; running e2fsck -fy", None)
+        res = run(["e2fsck", "-fy", leg.target.spec], check=False, what=f"e2fsck on {leg.label}")
+        if res.returncode not in (0, 1, 2):
+            out = (res.stdout + res.stderr).decode(errors="replace").strip().splitlines()
+            raise FormatError(f"{leg.label}: e2fsck could not repair the interrupted update "
+                              f"(exit {res.returncode}: {' / '.join(out[-2:])})")
+        toc = Toc.parse(ext4.read_file(leg.target, TOC_PATH, catastrophic=True), f"{leg.label}:{TOC_PATH}")
+        for e in toc.images:
+            if e.file and _sha256_in_fs(leg.target, "/" + e.file) != e.sha256:
+                raise FormatError(f"{leg.label}: {e.label} does not match the TOC after the interrupted update")
+        leg.write_record(LegRecord(LegRecord.CLEAN, rec.generation, self.fs_size))
+        return [f"{leg.label}: repaired in place with e2fsck after an interrupted update"]
+
     # -- reads -----------------------------------------------------------
     def _read_any(self, path: str) -> tuple[bytes, Leg]:
         errors = []
         for leg in self.good_legs():
             try:
-                return ext4.read_file(leg.target, path), leg
+                return ext4.read_file(leg.target, path, catastrophic=True), leg
             except SanbosError as e:
                 errors.append(f"{leg.label}: {e}")
         raise FormatError(f"VG {self.vg_name}: cannot read {path} from the repository: " + "; ".join(errors))
@@ -910,7 +947,7 @@ class Repository:
         errors = []
         for leg in self.good_legs():
             try:
-                return Toc.parse(ext4.read_file(leg.target, TOC_PATH), f"{leg.label}:{TOC_PATH}")
+                return Toc.parse(ext4.read_file(leg.target, TOC_PATH, catastrophic=True), f"{leg.label}:{TOC_PATH}")
             except SanbosError as e:
                 errors.append(str(e))
         raise FormatError(f"VG {self.vg_name}: no readable table of contents: " + "; ".join(errors))
@@ -923,7 +960,7 @@ class Repository:
             return self._read_raw(entry, dest)
         for leg in self.good_legs():
             try:
-                ext4.debugfs(leg.target, f'dump "/{entry.file}" "{dest}"')
+                ext4.debugfs(leg.target, f'dump "/{entry.file}" "{dest}"', catastrophic=True)
                 got = sha256_file(dest)
                 if got == entry.sha256 and dest.stat().st_size == entry.size:
                     return dest
@@ -1138,7 +1175,7 @@ _EXTENT_RE = re.compile(r"^\s*\d+/\s*\d+\s+\d+/\s*\d+\s+(\d+)(?:\s*-\s*(\d+))?\s
 
 def file_extents(t: ext4.Target, path: str) -> list[tuple[int, int, int, bool]]:
     """(logical block, physical block, count, uninit) of a file, from ``debugfs dump_extents``."""
-    out = ext4.debugfs(t, f'dump_extents -l "{path}"')
+    out = ext4.debugfs(t, f'dump_extents -l "{path}"', catastrophic=True)
     ext = []
     for line in out.splitlines():
         m = _EXTENT_RE.match(line)
@@ -1221,7 +1258,7 @@ def verify_copies(legs: Sequence[Leg], path: str, size: int, sha256: str) -> lis
 def _sha256_in_fs(t: ext4.Target, path: str) -> str:
     with tempfile.TemporaryDirectory(prefix="sanbos-check-", dir=_scratch_dir()) as d:
         out = Path(d) / "f"
-        ext4.debugfs(t, f'dump "{path}" "{out}"')
+        ext4.debugfs(t, f'dump "{path}" "{out}"', catastrophic=True)
         if not out.exists():
             return "missing"
         return sha256_file(out)
@@ -1310,7 +1347,7 @@ def verify_legs(repo: Repository, *, progress: Progress = _noprogress, fsck: boo
                 lines = [l for l in out.splitlines() if l.strip() and not l.startswith("e2fsck ")]
                 h.problems.append("e2fsck -fn reports errors: " + " / ".join(lines[:3]))
         try:
-            leg_toc = Toc.parse(ext4.read_file(leg.target, TOC_PATH), f"{leg.label}:{TOC_PATH}")
+            leg_toc = Toc.parse(ext4.read_file(leg.target, TOC_PATH, catastrophic=True), f"{leg.label}:{TOC_PATH}")
             if toc is not None and leg_toc.pack() != toc.pack():
                 h.problems.append(f"its TOC (seqno {leg_toc.seqno}) differs from the newest (seqno {toc.seqno})")
         except SanbosError as e:

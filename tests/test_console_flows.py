@@ -550,3 +550,63 @@ async def test_cancel_a_real_install_leaves_the_install_vg_intact(fabric):
     res = install.install(VG, "sanbos-demo-bos", target.wwn, [], fabric=str(fabric.root),
                           force_ids=[target.wwn])        # a half-written target is re-installable
     assert "installed" in str(res)
+
+
+async def test_replace_boot_image_on_every_copy(fabric, golden, tmp_path):
+    from core import bootcopy, bootimage
+    new = tmp_path / "new-boot.img"
+    info = bootimage.demo(new, cmdline="console=ttyS0 sanbos.test=replaced")
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_menu(app, pilot, fabric)
+        await pilot.press("4")
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("down", "down", "down", "enter")      # Replace the boot image
+        await wait_for(app, pilot, AskTextScreen)
+        app.screen.query_one("Input").value = str(new)
+        await pilot.press("enter")
+        await wait_for(app, pilot, PlanScreen)
+        assert "DESTRUCTIVE" in app.screen_text()
+        await pilot.press("enter")
+        await wait_for(app, pilot, ConfirmScreen)
+        await pilot.press(*"wrongvg", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)            # a wrong VG name is refused
+        app.screen.query_one("Input").value = VG
+        await pilot.press("enter")
+        await wait_for(app, pilot, ResultScreen, timeout=300)
+        assert "DONE" in app.screen_text()
+    report = bootcopy.verify(VG, members(fabric), check_grub=False)
+    assert report.ok and len(report.copies) == 4
+    assert report.image_sha256 == info.sha256
+
+
+async def test_mirror_boot_image_onto_another_disk(fabric):
+    from core import bootcopy
+    from core import vg as vgmod
+    extra = fabric.luns[4]
+    refs = members(fabric) + [DiskRef(extra.wwn, extra.path)]
+    vgmod.extend(VG, members(fabric), [DiskRef(extra.wwn, extra.path)])
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab")                     # a PV without a copy is not a boot device yet
+        await pilot.pause()
+        assert extra.wwn in [d.id for d in app.boot_menu.disk_list.disks]
+        await pilot.press("tab")
+        await pilot.pause()
+        await open_menu(app, pilot, fabric)
+        await pilot.press("4")
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("down", "down", "enter")   # Mirror onto more disks
+        await wait_for(app, pilot, TargetScreen)
+        assert [d.id for d in app.screen.disk_list.disks] == [extra.wwn]
+        await pilot.press("space")
+        shot(app, "target_mirror")
+        await pilot.press("enter")
+        await wait_for(app, pilot, PlanScreen)
+        await pilot.press("enter")
+        await wait_for(app, pilot, ResultScreen, timeout=300)
+        assert "DONE" in app.screen_text(), app.screen_text()
+    report = bootcopy.verify(VG, refs, check_grub=False)
+    assert report.ok and extra.wwn in [c.disk_id for c in report.copies]

@@ -711,3 +711,14 @@ def build_maintenance_initrd(kparts: KernelParts, out: str | os.PathLike[str], *
                 s.chmod(0o755)
                 _pack_newc(root, fh, compress=True)
     return out
+
+
+def console_argv(kparts: KernelParts, initrd: Path, disks: Sequence[GuestDisk], *, rows: int = 30,
+                 cols: int = 100, memory: int = 1536, kvm: bool = False) -> list[str]:
+    """QEMU command line for the maintenance image in console mode, its serial
+    console on QEMU's standard input/output (for a terminal, pexpect or tmux)."""
+    marker = Path("/nonexistent/sanbos-console-marker")
+    argv = qemu_argv(kparts, initrd, list(disks), marker, None, memory=memory, kvm=kvm,
+                     append=f"sanbos.mode=console sanbos.rows={rows} sanbos.cols={cols}")
+    argv[argv.index(f"file:{marker}")] = "stdio"
+    return argv

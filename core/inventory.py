@@ -32,6 +32,7 @@ from typing import Iterable
 from . import fabric as fab
 from .disk import DiskRef, read_only_image
 from .errors import FormatError
+from .lvm.crc import calc_crc
 from .ids import select
 
 HEAD = 72 * 1024
@@ -128,11 +129,6 @@ _MDA_MAGIC = b" LVM2 x[5A%r0N*>"
 _ID_RE = re.compile(rb'\bid = "([A-Za-z0-9-]{38})"')
 
 
-def _lvm_crc(data: bytes) -> int:
-    import zlib
-    return zlib.crc32(data, 0xF597A6CF ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
-
-
 def _peek_vg(pread, pv_off: int, pv_head: bytes, label_off: int, name: str) -> tuple[str | None, str | None, str]:
     """VG name and UUID from a PV's first metadata area: (name, uuid, state)."""
     lab = pv_head[label_off:label_off + 512]
@@ -147,7 +143,7 @@ def _peek_vg(pread, pv_off: int, pv_head: bytes, label_off: int, name: str) -> t
     if not moff:
         return None, None, "orphan"   # no metadata area on this PV: cannot tell
     hdr = pread(pv_off + moff, 512)
-    if len(hdr) < 512 or hdr[4:20] != _MDA_MAGIC or struct.unpack_from("<I", hdr, 0)[0] != _lvm_crc(hdr[4:512]):
+    if len(hdr) < 512 or hdr[4:20] != _MDA_MAGIC or struct.unpack_from("<I", hdr, 0)[0] != calc_crc(hdr[4:512]):
         return None, None, "damaged"
     toff, tsize, _crc, flags = struct.unpack_from("<QQII", hdr, 0x28)
     if not toff or not tsize:
@@ -292,11 +288,7 @@ def _apply_lvm_scan(disks: list[DiskInfo]) -> None:
     except Exception:   # the engine is optional here; the peek already answered
         return
     by_id = {d.id: d for d in labelled}
-    try:
-        from .lvm import uuid as lvmuuid
-        dashed = lvmuuid.dashed
-    except Exception:
-        from .safety import dash_uuid as dashed
+    from .lvm.uuid import dashed
     listed = {}      # raw PV UUID -> VGInfo whose current metadata lists it
     for vg in res.by_uuid.values():
         for p in vg.vg.pvs:

@@ -24,13 +24,14 @@ import errno
 import os
 import stat
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from . import gpt
 from .disk import Disk, DiskRef, describe_pids, lock_holders, read_only_image
-from .errors import DiskError, FormatError, ToolError, UnsafeDiskError
+from .errors import FormatError, ToolError, UnsafeDiskError
+from .lvm.crc import calc_crc
+from .lvm.uuid import dashed as dash_uuid
 from .units import human
 
 #: bytes read at the start of a range: covers btrfs (64 KiB + 0x40), swap
@@ -52,20 +53,6 @@ class Signature:
     pv_uuid: str | None = None   # lvm2: the dashed PV UUID
 
 
-def dash_uuid(raw: str) -> str:
-    """``FxTyLwaqp7...`` -> ``FxTyLw-aqp7-p7iN-gkq6-zTLy-4Hnh-Y9r7Hy`` (6-4-4-4-4-4-6)."""
-    cut = (6, 4, 4, 4, 4, 4, 6)
-    out, pos = [], 0
-    for n in cut:
-        out.append(raw[pos:pos + n])
-        pos += n
-    return "-".join(out)
-
-
-def _lvm_crc(data: bytes) -> int:
-    return zlib.crc32(data, 0xF597A6CF ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
-
-
 def lvm_label(head: bytes) -> Signature | None:
     """An LVM2 label in sectors 0-3 of ``head`` (a PV's first 2 KiB), or None."""
     for sector in range(4):
@@ -75,7 +62,7 @@ def lvm_label(head: bytes) -> Signature | None:
         if s[:8] == b"LABELONE" and s[24:32] == b"LVM2 001":
             raw = s[32:64].decode("ascii", errors="replace")
             xl, crc = struct.unpack_from("<QI", s, 8)
-            ok = xl == sector and crc == _lvm_crc(s[20:512])
+            ok = xl == sector and crc == calc_crc(s[20:512])
             u = dash_uuid(raw)
             detail = f"an LVM2 physical volume label (PV UUID {u})" if ok else \
                 f"a damaged LVM2 physical volume label in sector {sector} (PV UUID {u}?)"

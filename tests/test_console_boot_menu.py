@@ -330,3 +330,17 @@ def test_cli_has_console_command():
     from console.commands.console import parse_keymap
 
     assert parse_keymap(args.key) == {"app.help": "f3"}
+
+
+async def test_wwn_shown_when_the_id_is_not_the_wwn(disks):
+    from core.inventory import DiskInfo
+    odd = DiskInfo(id="serial:XYZ123", path=Path("/dev/sdz"), size=64 * MiB, wwn="naa.5000c500deadbeef",
+                   serial="XYZ123", addresses=["pci-0000:00:1f.2-ata-1"], vg_name="instvg", boot_copy="ok")
+    app = SanbosApp(disks=[odd] + disks)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(app, pilot)
+        text = app.screen_text()
+        assert "serial:XYZ123" in text and "WWN naa.5000c500deadbeef" in text
+        await pilot.press(*"deadbeef")              # the WWN filters too
+        await pilot.pause()
+        assert app.screen.disk_list.disks == [odd]

@@ -452,12 +452,18 @@ async def test_boot_list_reorder_and_save(fabric, tmp_path):
         await pilot.press("d")                       # first entry one down
         await pilot.pause()
         shot(app, "bootlist")
+        await pilot.press("a")                       # add a disk at the end
+        await wait_for(app, pilot, TargetScreen)
+        await pilot.press(*fabric.luns[3].wwn[-5:], "space", "enter")
+        await wait_for(app, pilot, BootListScreen)
+        assert fabric.luns[3].wwn in app.screen_text()
         await pilot.press("s")
         await wait_for(app, pilot, ResultScreen)
         assert "saved" in app.screen_text()
     reg = Registry(tmp_path / "registry.db")
     try:
-        assert [d.id for d in reg.device_list("machine-01", "boot", "maintenance")] == [ids[1], ids[0], ids[2]]
+        assert [d.id for d in reg.device_list("machine-01", "boot", "maintenance")] == \
+            [ids[1], ids[0], ids[2], fabric.luns[3].wwn]
     finally:
         reg.close()
 

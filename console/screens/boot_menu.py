@@ -143,8 +143,9 @@ class BootMenuScreen(Screen):
             detail.update("")
             return
         busy = f"  IN USE: {d.in_use}" if d.in_use else ""
+        wwn = f"WWN {d.wwn}\n" if d.wwn and d.wwn != d.id else ""
         detail.update(
-            f"addr {', '.join(d.addresses) or '-'}  serial {d.serial or '-'}  {human(d.size)}\n"
+            f"addr {', '.join(d.addresses) or '-'}  serial {d.serial or '-'}  {human(d.size)}\n{wwn}"
             f"PV {d.pv_uuid or '-'}  boot copy {health_text(d.boot_copy)}{busy}")
 
     def on_disk_list_selected(self, event: DiskList.Selected) -> None:

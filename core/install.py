@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from . import ext4
-from .errors import (DiskError, LVMError, NotFoundError, SanbosError, SpaceError, ToolError,
+from .errors import (DiskError, FormatError, LVMError, NotFoundError, SanbosError, SpaceError, ToolError,
                      UnsafeDiskError, UsageError)
 from .tools import run
 from .units import MiB, align_up, human
@@ -476,9 +476,27 @@ def kernel_for(staging: Path | None = None, progress: Progress = _noprogress):
                     run(["depmod", "-b", str(staging), ver], what=f"depmod for the BOS kernel {ver}")
                 progress(f"kernel: the BOS's own {ver}", None)
                 return KernelParts(vmlinuz=k, modules_dir=mods, version=ver, package="BOS")
-    kp = guest.kernel_parts()
+    kp = _cached_kernel() or guest.kernel_parts()
     progress(f"kernel: {kp.version} (the maintenance image's Debian kernel; the BOS has none)", None)
     return kp
+
+
+def _cached_kernel():
+    """The Debian kernel already unpacked (and depmod'ed) in the parts cache, without asking apt."""
+    from . import debparts
+    from .debparts import KernelParts
+    root = debparts.cache_dir() / "kernel"
+    best = None
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if not (d / ".complete").exists():
+                continue
+            for k in sorted((d / "boot").glob("vmlinuz-*")):
+                ver = k.name[len("vmlinuz-"):]
+                mods = d / "lib/modules" / ver
+                if (mods / "modules.dep").exists():
+                    best = KernelParts(vmlinuz=k, modules_dir=mods, version=ver, package=d.name)
+    return best
 
 
 def build_root_initrd(kparts, out: str | os.PathLike[str]) -> Path:
@@ -762,6 +780,10 @@ def _copy_range(src: tuple[str, int], dst: tuple[str, int], length: int,
         os.fsync(fo.fileno())
 
 
+TAR_X = ["--numeric-owner", "--same-permissions", "--same-owner" if os.geteuid() == 0 else "--no-same-owner"]
+_TAR_Z = {"gzip": ["-z"], "xz": ["-J"], "bzip2": ["-j"], "zstd": ["--zstd"], "none": [], "": []}
+
+
 def _sniff_tar(path: Path) -> list[str]:
     with open(path, "rb") as f:
         head = f.read(6)
@@ -852,12 +874,14 @@ def install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
             debs.mkdir()
             files = [(o, src.fetch_opp(o.name, debs)) for o in plan.opps]
             progress(f"{len(files)} OPP image(s) read from {src.where}", 0.08)
-            if plan.bos_format == "tarball":
+            if plan.bos_format == "tarball" and hasattr(src, "bos_tar_into"):
+                progress(f"BOS {plan.bos}: unpacking the tarball (streamed from the repository, checked)", 0.12)
+                src.bos_tar_into(plan.bos_ref, staging)
+            elif plan.bos_format == "tarball":
                 tarball = src.bos_tarball(plan.bos_ref, tmp / "bos.tar")
                 progress(f"BOS {plan.bos}: unpacking the tarball", 0.12)
-                run(["tar", "-x", *_sniff_tar(tarball), "-f", str(tarball), "-C", str(staging),
-                     "--numeric-owner", "--same-permissions", "--same-owner" if os.geteuid() == 0 else
-                     "--no-same-owner"], what=f"tar -x of BOS {plan.bos}")
+                run(["tar", "-x", *_sniff_tar(tarball), "-f", str(tarball), "-C", str(staging), *TAR_X],
+                    what=f"tar -x of BOS {plan.bos}")
                 if tmp in tarball.parents:
                     tarball.unlink()
             kparts = kernel_for(staging if plan.bos_format == "tarball" else None, progress)
@@ -1048,6 +1072,41 @@ class RepoSource(Source):
 
     def bos_tarball(self, name: str, dest: Path) -> Path:
         return self.repo.read_image(self._bos_entry(name), dest)
+
+    def bos_tar_into(self, name: str, dest: Path) -> None:
+        """Stream a BOS tarball out of the repository into ``tar -x``, checking its SHA-256
+        on the way (a copy that does not match is refused, and the next good leg tried)."""
+        import subprocess as sp
+        e = self._bos_entry(name)
+        errors = []
+        for leg in self.repo.good_legs():
+            for child in dest.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            # debugfs cat | tee >(sha256sum) | tar -x: three processes, the hash in parallel
+            import shlex
+            sumf = dest.parent / ".bos.sha256"
+            tar_cmd = ["tar", "-x", *_TAR_Z.get(e.compression or "none", []), "-f", "-", "-C", str(dest), *TAR_X]
+            q = shlex.quote
+            request = 'cat "/' + e.file + '"'
+            script = (f"set -o pipefail; debugfs -R {q(request)} {q(leg.target.spec)} 2>/dev/null "
+                      f"| tee >(sha256sum > {q(str(sumf))}) | {' '.join(q(c) for c in tar_cmd)}")
+            res = sp.run(["bash", "-c", script], capture_output=True)
+            got = ""
+            for _ in range(250):   # the process substitution may finish just after the pipeline
+                text = sumf.read_text() if sumf.exists() else ""
+                if text.endswith("\n"):
+                    got = text.split()[0]
+                    break
+                time.sleep(0.02)
+            trc, err = res.returncode, res.stderr.decode(errors="replace").strip()
+            sumf.unlink(missing_ok=True)
+            if got != e.sha256:
+                errors.append(f"{leg.label}: checksum mismatch")
+                continue
+            if trc != 0:
+                raise ToolError(f"tar -x of BOS {e.name} failed: {' / '.join(err.splitlines()[-2:])}")
+            return
+        raise FormatError(f"VG {self.vg.name}: no good copy of {e.label}: " + "; ".join(errors))
 
     def bos_raw_image(self, name: str, dest: Path) -> int:
         e = self._bos_entry(name)

@@ -9,6 +9,9 @@ operator never sees a traceback.
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -157,6 +160,31 @@ class SanbosApp(App[int]):
                           color_system=None, record=True, legacy_windows=False, safe_box=False)
         console.print(self.screen._compositor.render_update(full=True, screen_stack=self._background_screens))
         return console.export_text()
+
+    def _print_error_renderables(self) -> None:
+        """A bug in a UI handler (not in a worker: those become the error screen) ends the app.
+
+        Textual would print a traceback with locals on the terminal; the operator gets one
+        line instead, and the traceback goes to a log file for the bug report.
+        """
+        if not self._exit_renderables:
+            return
+        from rich.console import Console
+
+        where = ""
+        try:
+            fd, path = tempfile.mkstemp(prefix="sanbos-console-", suffix=".log")
+            with os.fdopen(fd, "w") as fh:
+                log = Console(file=fh, width=120, color_system=None, force_terminal=False)
+                for renderable in self._exit_renderables:
+                    log.print(renderable)
+            where = f"; the details are in {path}"
+        except OSError:
+            pass
+        err = self._exception
+        what = f"{type(err).__name__}: {err}" if err is not None else "unexpected failure"
+        print(f"sanbos console: internal error ({what}){where}", file=sys.stderr)
+        self._exit_renderables.clear()
 
     def get_key_display(self, binding: Binding) -> str:
         if binding.key_display:

@@ -344,3 +344,24 @@ async def test_wwn_shown_when_the_id_is_not_the_wwn(disks):
         await pilot.press(*"deadbeef")              # the WWN filters too
         await pilot.pause()
         assert app.screen.disk_list.disks == [odd]
+
+
+async def test_a_bug_in_a_handler_ends_with_one_line_not_a_traceback(disks, monkeypatch, capsys):
+    app = SanbosApp(disks=disks)
+
+    def broken(self):
+        raise RuntimeError("simulated handler bug")
+
+    monkeypatch.setattr(BootMenuScreen, "action_rescan", broken)
+    with pytest.raises(RuntimeError):
+        async with app.run_test(size=(80, 24)) as pilot:
+            await loaded(app, pilot)
+            await pilot.press("f5")
+            await pilot.pause()
+    app._print_error_renderables()      # what App.run() does at exit
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error (RuntimeError: simulated handler bug)" in err
+    assert "Traceback" not in err
+    log = Path(err.split("details are in ")[1].strip())
+    assert "simulated handler bug" in log.read_text()
+    log.unlink()

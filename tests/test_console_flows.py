@@ -156,6 +156,13 @@ async def test_select_by_id_imports_install_vg(fabric):
         for entry in ("Install BOS", "Recover a root VG", "Add OPPs", "Boot copies", "Boot lists"):
             assert entry in text
         shot(app, "maintenance_menu")
+        await pilot.press("f1")
+        await pilot.pause()
+        keys = app.screen.keys_text
+        assert "maintenance.install" in keys and "maintenance.bootlists" in keys
+        shot(app, "help_maintenance")
+        await pilot.press("escape")
+        await pilot.pause()
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is menu

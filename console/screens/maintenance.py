@@ -31,7 +31,8 @@ class MaintenanceScreen(Screen[None]):
     BINDING_GROUP_TITLE = "Maintenance menu"
     BINDINGS = [
         Binding("escape", "back", "Boot menu", id="maintenance.back"),
-    ]
+        Binding("0", "back", "Back", show=False, id="maintenance.back-0"),
+    ] + [Binding(f.key, f"start('{f.id}')", f.title, show=False, id=f"maintenance.{f.id}") for f in flows.MENU]
 
     def __init__(self, disk, disks: list) -> None:
         super().__init__()
@@ -99,16 +100,8 @@ class MaintenanceScreen(Screen[None]):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.start(event.option.id)
 
-    def on_key(self, event) -> None:
-        if event.character and event.character.isdigit():
-            for f in flows.MENU:
-                if f.key == event.character:
-                    event.stop()
-                    self.start(f.id)
-                    return
-            if event.character == "0":
-                event.stop()
-                self.action_back()
+    def action_start(self, flow_id: str) -> None:
+        self.start(flow_id)
 
     def start(self, flow_id: str) -> None:
         if flow_id == "back":

@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from core import bootcopy
-
 
 def _disks(args: argparse.Namespace):
     from console.commands.vg import all_disks
@@ -56,7 +54,8 @@ def _progress(args: argparse.Namespace):
     return show
 
 
-def _out(args: argparse.Namespace, rep: bootcopy.Report) -> int:
+def _out(args: argparse.Namespace, rep) -> int:
+    """Print a ``core.bootcopy.Report``; exit 1 when a copy is not ok."""
     if args.json:
         print(json.dumps(rep.to_json(), indent=2))
     else:
@@ -65,6 +64,7 @@ def _out(args: argparse.Namespace, rep: bootcopy.Report) -> int:
 
 
 def _mirror(args: argparse.Namespace) -> int:
+    from core import bootcopy
     size = None
     if args.size:
         from core.units import parse_size
@@ -74,20 +74,25 @@ def _mirror(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from core import bootcopy
     return _out(args, bootcopy.verify(args.vg, _disks(args), progress=_progress(args)))
 
 
 def _repair(args: argparse.Namespace) -> int:
+    from core import bootcopy
     return _out(args, bootcopy.repair(args.vg, _disks(args), progress=_progress(args)))
 
 
 def _replace(args: argparse.Namespace) -> int:
+    from core import bootcopy
     return _out(args, bootcopy.replace(args.vg, _disks(args), args.image, progress=_progress(args)))
 
 
 def _add(args: argparse.Namespace) -> int:
+    from core import bootcopy
     return _out(args, bootcopy.add(args.vg, _disks(args), args.disk, progress=_progress(args)))
 
 
 def _remove(args: argparse.Namespace) -> int:
+    from core import bootcopy
     return _out(args, bootcopy.remove(args.vg, _disks(args), args.disk, progress=_progress(args)))

@@ -7,8 +7,6 @@ import json
 import sys
 
 from console.cli import fabric_arg
-from core import gpt, inventory, safety
-from core.errors import SanbosError, SpaceError, UnsafeDiskError
 from core.units import human
 
 
@@ -30,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from core import inventory
     disks = inventory.list_disks(args.fabric)
     if args.json:
         json.dump([d.to_json() for d in disks], sys.stdout, indent=1)
@@ -51,6 +50,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _label(args: argparse.Namespace) -> int:
+    from core import gpt, inventory, safety
+    from core.errors import SanbosError, SpaceError, UnsafeDiskError
     disks = inventory.list_disks(args.fabric, lvm_scan=False)
     target = inventory.find(disks, args.id)
     # --force takes the full ID, or a prefix that names this very disk

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from core import fabric as fab
 from core.units import human, parse_size
 
 
@@ -36,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
+    from core import fabric as fab
     if args.demo:
         from core import demo  # the demo builder lives with the engine
         f = demo.create_demo(args.dir, disks=args.disks, size=parse_size(args.size), targets=args.targets,
@@ -47,6 +47,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from core import fabric as fab
     f = fab.load(args.dir)
     if args.json:
         print(json.dumps({"name": f.name, "root": str(f.root), "luns": [
@@ -61,6 +62,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
+    from core import fabric as fab
     f = fab.load(args.dir)
     new = [fab.adopt(f, img) for img in args.image]
     if not args.image:

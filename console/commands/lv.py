@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from core import vg as vgops
 from core.units import human
 
-from .vg import all_disks
+from .vg import all_disks, report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,34 +50,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         c.set_defaults(func=func)
 
 
-def _done(r, what: str) -> int:
-    print(r if isinstance(r, vgops.Plan) else f"{what}, seqno {r}")
-    return 0
-
-
 def _create(args: argparse.Namespace) -> int:
+    from core import vg as vgops
     r = vgops.lv_create(args.vg, all_disks(args.fabric), args.name, args.size, type=args.type,
                         pvs=args.disk, dry_run=args.dry_run)
-    return _done(r, f"LV {args.vg}/{args.name} created")
+    return report(r, f"LV {args.vg}/{args.name} created")
 
 
 def _remove(args: argparse.Namespace) -> int:
-    return _done(vgops.lv_remove(args.vg, all_disks(args.fabric), args.name, dry_run=args.dry_run),
+    from core import vg as vgops
+    return report(vgops.lv_remove(args.vg, all_disks(args.fabric), args.name, dry_run=args.dry_run),
                  f"LV {args.vg}/{args.name} removed")
 
 
 def _add_leg(args: argparse.Namespace) -> int:
-    return _done(vgops.raid1_add_leg(args.vg, all_disks(args.fabric), args.name, args.disk, dry_run=args.dry_run),
+    from core import vg as vgops
+    return report(vgops.raid1_add_leg(args.vg, all_disks(args.fabric), args.name, args.disk, dry_run=args.dry_run),
                  f"LV {args.vg}/{args.name}: leg added on {args.disk}")
 
 
 def _remove_leg(args: argparse.Namespace) -> int:
-    return _done(vgops.raid1_remove_leg(args.vg, all_disks(args.fabric), args.name, args.disk,
+    from core import vg as vgops
+    return report(vgops.raid1_remove_leg(args.vg, all_disks(args.fabric), args.name, args.disk,
                                         dry_run=args.dry_run),
                  f"LV {args.vg}/{args.name}: leg on {args.disk} removed")
 
 
 def _list(args: argparse.Namespace) -> int:
+    from core import vg as vgops
     disks = all_disks(args.fabric)
     if args.vg:
         names = [args.vg]

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from core import vg as vgops
-from core.disk import DiskRef
-from core.lvm import uuid as lvmuuid
 from core.units import human
 
+# The engine (core.vg, core.lvm, core.inventory) is imported by the handlers, not here:
+# `sanbos vg --help` and usage errors do not pay for it.
 
-def all_disks(fabric) -> list[DiskRef]:
-    """Every disk to look at: the fabric's LUNs, else the machine's block devices."""
+
+def all_disks(fabric) -> list:
+    """Every disk to look at (``DiskRef``s): the fabric's LUNs, else the machine's block devices."""
+    from core.disk import DiskRef
     if fabric:
         from core import fabric as fab
         return [DiskRef(l.wwn, l.path) for l in fab.load(fabric).luns]
@@ -20,14 +21,24 @@ def all_disks(fabric) -> list[DiskRef]:
     return [d.ref for d in inventory.list_disks(None, lvm_scan=False)]
 
 
-def resolve(ids: list[str], fabric) -> list[DiskRef]:
+def resolve(ids: list[str], fabric) -> list:
     from core import inventory
     return [d.ref for d in inventory.resolve(ids, fabric)]
 
 
-def _out(result) -> None:
-    if isinstance(result, vgops.Plan):
-        print(result)
+def _named(args: argparse.Namespace) -> tuple[list, list, list[str]]:
+    """One disk listing for a write command: (every disk, the --disk refs, the --force IDs)."""
+    from core import inventory
+    listed = inventory.list_disks(args.fabric)
+    return (listed, [inventory.find(listed, i).ref for i in args.disk],
+            [inventory.find(listed, i).id for i in args.force])
+
+
+def report(r, what: str) -> int:
+    """Print a dry run's plan, else ``what`` with the new seqno."""
+    from core import vg as vgops
+    print(r if isinstance(r, vgops.Plan) else f"{what}, seqno {r}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,13 +95,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
-    disks = resolve(args.disk, args.fabric)
-    force = [d.id for d in resolve(args.force, args.fabric)] if args.force else []
-    existing = vgops.list_vgs(all_disks(args.fabric)).vgs.get(args.name)
-    if existing is not None:
-        from core.errors import LVMError
-        raise LVMError(f"a VG named {args.name} already exists (on "
-                       f"{', '.join(sorted(l.where for l in existing.pvs.values()))}); choose another name")
+    from core import vg as vgops
+    from core.errors import LVMError
+    listed, disks, force = _named(args)
+    existing = [d.id for d in listed if d.vg_name == args.name]
+    if existing:
+        raise LVMError(f"a VG named {args.name} already exists (on {', '.join(existing)}); choose another name")
     r = vgops.create(args.name, disks, force_ids=force, dry_run=args.dry_run,
                      layout="whole" if args.whole_disk else "gpt", extent_size=args.extent_size)
     if isinstance(r, vgops.Plan):
@@ -101,6 +111,8 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from core import vg as vgops
+    from core.lvm.uuid import dashed
     res = vgops.list_vgs(all_disks(args.fabric))
     rows = []
     for info in res.by_uuid.values():
@@ -108,7 +120,7 @@ def _list(args: argparse.Namespace) -> int:
         ext = v.extent_bytes
         size = sum(p.pe_count for p in v.pvs) * ext
         free = sum(v.free_extents(p.name) for p in v.pvs) * ext
-        rows.append({"name": v.name, "uuid": lvmuuid.dashed(v.id), "pvs": len(v.pvs),
+        rows.append({"name": v.name, "uuid": dashed(v.id), "pvs": len(v.pvs),
                      "lvs": len([l for l in v.lvs if l.visible]), "seqno": v.seqno, "size": size, "free": free,
                      "exported": v.exported, "missing": info.missing,
                      "disks": sorted(l.where for l in info.pvs.values())})
@@ -127,6 +139,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from core import vg as vgops
     with vgops.open_vg(args.name, all_disks(args.fabric), write=False) as g:
         d = g.describe()
     if args.json:
@@ -153,34 +166,32 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _extend(args: argparse.Namespace) -> int:
-    new = resolve(args.disk, args.fabric)
-    force = [d.id for d in resolve(args.force, args.fabric)] if args.force else []
-    r = vgops.extend(args.name, all_disks(args.fabric), new, force_ids=force, dry_run=args.dry_run,
+    from core import vg as vgops
+    listed, new, force = _named(args)
+    r = vgops.extend(args.name, [d.ref for d in listed], new, force_ids=force, dry_run=args.dry_run,
                      layout="whole" if args.whole_disk else "gpt")
-    _out(r) if isinstance(r, vgops.Plan) else print(f"VG {args.name} extended, seqno {r}")
-    return 0
+    return report(r, f"VG {args.name} extended")
 
 
 def _reduce(args: argparse.Namespace) -> int:
-    disks = all_disks(args.fabric)
-    r = vgops.reduce(args.name, disks, args.disk, dry_run=args.dry_run)
-    _out(r) if isinstance(r, vgops.Plan) else print(f"VG {args.name} reduced, seqno {r}")
-    return 0
+    from core import vg as vgops
+    return report(vgops.reduce(args.name, all_disks(args.fabric), args.disk, dry_run=args.dry_run),
+                 f"VG {args.name} reduced")
 
 
 def _change(args: argparse.Namespace) -> int:
-    r = vgops.change_tags(args.name, all_disks(args.fabric), args.addtag, args.deltag, dry_run=args.dry_run)
-    _out(r) if isinstance(r, vgops.Plan) else print(f"VG {args.name} changed, seqno {r}")
-    return 0
+    from core import vg as vgops
+    return report(vgops.change_tags(args.name, all_disks(args.fabric), args.addtag, args.deltag,
+                                   dry_run=args.dry_run), f"VG {args.name} changed")
 
 
 def _export(args: argparse.Namespace) -> int:
-    r = vgops.export(args.name, all_disks(args.fabric), dry_run=args.dry_run)
-    _out(r) if isinstance(r, vgops.Plan) else print(f"VG {args.name} exported, seqno {r}")
-    return 0
+    from core import vg as vgops
+    return report(vgops.export(args.name, all_disks(args.fabric), dry_run=args.dry_run), f"VG {args.name} exported")
 
 
 def _import(args: argparse.Namespace) -> int:
+    from core import vg as vgops
     r = vgops.import_(args.name, all_disks(args.fabric), readonly=args.readonly, dry_run=args.dry_run)
     if isinstance(r, vgops.Plan):
         print(r)
@@ -195,6 +206,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from core import vg as vgops
     r = vgops.check(args.name, all_disks(args.fabric), repair=args.repair, dry_run=args.dry_run)
     print(r)
     if isinstance(r, vgops.Plan):

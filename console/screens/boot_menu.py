@@ -24,6 +24,10 @@ BANNER = "SANBOS  Maintenance Mode  --  SAN install volume group boot"
 VIEW_LABEL = {"boot": "Boot devices (install-VG disks)", "other": "Other disks (not install-VG members)"}
 
 
+def disks_word(n: int) -> str:
+    return f"{n} disk" + ("" if n == 1 else "s")
+
+
 def split_views(disks: list) -> tuple[list, list]:
     """(boot devices, other disks).
 
@@ -80,7 +84,7 @@ class BootMenuScreen(Screen):
         self.message_text = ""
         if not self._boot and self._other and self.view == "boot":
             self.disk_list.empty_text = (f"No install-VG disks with boot copies here. "
-                                         f"Press Tab to see the {len(self._other)} other disks.")
+                                         f"Press Tab to see the other {disks_word(len(self._other))}.")
         else:
             self.disk_list.empty_text = "No disks in this view."
         self._show_view()
@@ -100,7 +104,7 @@ class BootMenuScreen(Screen):
             self.disk_list.empty_text = "No other disks."
         elif not self._boot:
             self.disk_list.empty_text = (f"No install-VG disks with boot copies here. "
-                                         f"Press Tab to see the {len(self._other)} other disks.")
+                                         f"Press Tab to see the other {disks_word(len(self._other))}.")
         self.message_text = ""
         self._show_view()
 
@@ -128,11 +132,11 @@ class BootMenuScreen(Screen):
                    f"PV UUID, VG). BkSp edits, Esc clears.")
             warn = True
         elif text:
-            msg = f"Filter '{text}': {shown} of {total} disks. Enter selects, Esc clears."
+            msg = f"Filter '{text}': {shown} of {disks_word(total)}. Enter selects, Esc clears."
         elif total == 0:
             msg = "No disks in this view."
         else:
-            msg = f"{total} disks. Type part of an ID/WWN/serial/address to filter; Enter selects."
+            msg = f"{disks_word(total)}. Type part of an ID/WWN/serial/address to filter; Enter selects."
         status.update(msg)
         status.set_class(warn, "-warn")
 

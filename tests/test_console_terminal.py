@@ -75,8 +75,46 @@ class Pty:
 F1, F10 = "\x1b[[A", "\x1b[21~"     # what the Linux console sends
 
 
+FONT = Path("/usr/share/consolefonts/Lat15-Fixed16.psf.gz")   # Debian's default console font
+
+
+def font_glyphs(path: Path) -> set[str] | None:
+    """The characters a PSF console font maps (its Unicode table), or None."""
+    import gzip
+    import struct
+    try:
+        data = gzip.open(path).read()
+    except OSError:
+        return None
+    chars: set[str] = set()
+    if data[:2] == b"\x36\x04":                       # PSF1: UCS-2 table, 0xFFFF ends a glyph
+        mode, height = data[2], data[3]
+        if not mode & 2:
+            return None
+        table = data[4 + (512 if mode & 1 else 256) * height:]
+        for i in range(0, len(table) - 1, 2):
+            u = struct.unpack_from("<H", table, i)[0]
+            if u not in (0xFFFF, 0xFFFE):
+                chars.add(chr(u))
+        return chars
+    if data[:4] != b"\x72\xb5\x4a\x86":               # PSF2: UTF-8 table, 0xFF ends a glyph
+        return None
+    _magic, _ver, hdr, _flags, n, size, _h, _w = struct.unpack_from("<8I", data)
+    for glyph in data[hdr + n * size:].split(b"\xff"):
+        chars |= set(glyph.split(b"\xfe")[0].decode("utf-8", "ignore"))
+    return chars
+
+
+def test_safe_glyph_list_is_in_the_console_font():
+    glyphs = font_glyphs(FONT)
+    if glyphs is None:
+        pytest.skip(f"{FONT} is not installed (package console-setup-linux)")
+    assert VT_SAFE_GLYPHS <= glyphs, sorted(VT_SAFE_GLYPHS - glyphs)
+
+
 def check_vt_output(text: str) -> None:
-    odd = {ch for ch in text if ord(ch) > 126 and ch not in VT_SAFE_GLYPHS}
+    allowed = (font_glyphs(FONT) or set()) | VT_SAFE_GLYPHS if FONT.exists() else VT_SAFE_GLYPHS
+    odd = {ch for ch in text if ord(ch) > 126 and ch not in allowed}
     assert not odd, f"glyphs missing from the Linux console font: {sorted(odd)!r}"
     assert not re.search(r"\x1b\[[0-9;]*[34]8;[25];", text), "more than 16 colours used"
     for mode in ("1000", "1002", "1003", "1006", "1015"):

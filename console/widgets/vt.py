@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 
-#: non-ASCII glyphs the console may emit (all in the default Linux console fonts)
-VT_SAFE_GLYPHS = frozenset("─│┌┐└┘├┤┬┴┼═║╔╗╚╝━╸█░▒▓●▶▼")
+#: non-ASCII glyphs the console may emit: every one is in the Unicode tables of Debian's
+#: console-setup-linux 1.221 fonts Lat15-Fixed16 (the default), Lat15-Terminus16,
+#: Uni2-VGA16, Uni2-Terminus16 and Uni3-Terminus16 (checked by parsing the PSF files)
+VT_SAFE_GLYPHS = frozenset("─│┌┐└┘├┤┬┴┼═║╔╗╚╝━╸█░▒●▶▼")
 
 VT_TERMS = ("linux", "vt100", "vt102", "vt220", "vt320", "ansi", "dumb")
 

@@ -780,6 +780,47 @@ def _copy_range(src: tuple[str, int], dst: tuple[str, int], length: int,
         os.fsync(fo.fileno())
 
 
+_EXTENT_RE = re.compile(r"^\s*\d+/\s*\d+\s+\d+/\s*\d+\s+(\d+)\s*-\s*(\d+)\s+(\d+)\s*-\s*(\d+)\s+(\d+)\s*(\w*)")
+
+
+def _file_runs(t: ext4.Target, path: str, size: int) -> list[tuple[int | None, int]]:
+    """A file's data as ``(absolute byte offset or None for a hole, length)`` runs, in order
+    (from its extent tree: ``debugfs ex``)."""
+    stats = ext4.debugfs(t, "stats")
+    m = re.search(r"Block size:\s+(\d+)", stats)
+    if not m:
+        raise FormatError(f"{t.label}: cannot read the block size")
+    bs = int(m.group(1))
+    extents = []
+    for line in ext4.debugfs(t, f'ex "{path}"').splitlines():
+        x = _EXTENT_RE.match(line)
+        if x:
+            lstart, lend, pstart, _pend, _n, flags = x.groups()
+            extents.append((int(lstart), int(lend), int(pstart), flags.lower().startswith("uninit")))
+    if not extents and size:
+        raise FormatError(f"{t.label}: {path} has no extent tree (not ext4 extents)")
+    extents.sort()
+    runs: list[tuple[int | None, int]] = []
+    pos = 0   # logical block
+    for lstart, lend, pstart, uninit in extents:
+        if lstart > pos:
+            runs.append((None, (lstart - pos) * bs))
+        n = lend - lstart + 1
+        runs.append((None if uninit else t.offset + pstart * bs, n * bs))
+        pos = lend + 1
+    total = pos * bs
+    if total < size:
+        runs.append((None, size - total))
+    out, left = [], size
+    for off, length in runs:
+        length = min(length, left)
+        if length <= 0:
+            break
+        out.append((off, length))
+        left -= length
+    return out
+
+
 TAR_X = ["--numeric-owner", "--same-permissions", "--same-owner" if os.geteuid() == 0 else "--no-same-owner"]
 _TAR_Z = {"gzip": ["-z"], "xz": ["-J"], "bzip2": ["-j"], "zstd": ["--zstd"], "none": [], "": []}
 
@@ -900,40 +941,50 @@ def install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
                 if len(boot_range) != 1:
                     raise LVMError(f"VG {root_vg}: LV {BOOT_LV} is not contiguous")
                 boot_range = boot_range[0]
-                # 3. BOS + OPPs
-                records = []
-                if plan.bos_format == "tarball":
-                    for o, f in files:
-                        records.append(unpack_opp(f, staging, source=f"{from_vg}:{f.name}"))
-                    _place_boot_files(staging, kparts.vmlinuz, initrd)
-                    _write_install_record(staging, plan, vg_uuid, records)
-                    progress(f"{root_vg}/{ROOT_LV}: mke2fs -d ({human(plan.root_lv_size)})", 0.45)
-                    ext4.make(root_t, staging, label="sanbos-root", fstype="ext4")
-                else:
-                    # block for block into a work image, grown there with resize2fs (resize2fs
-                    # truncates image files to the new size, so it never runs on the disk itself)
-                    work = tmp / "rawbos.img"
-                    with open(work, "wb"):
-                        pass
-                    fs_size = src.bos_raw_image(plan.bos_ref, work)
-                    if fs_size > root_t.size:
-                        raise SpaceError(f"raw BOS {plan.bos} ({human(fs_size)}) is larger than "
-                                         f"{root_vg}/{ROOT_LV} ({human(root_t.size)})")
-                    progress(f"raw BOS {plan.bos}: copied block for block; growing it to {human(root_t.size)}", 0.4)
-                    grow_fs(ext4.Target(work, 0, root_t.size, name=f"raw BOS {plan.bos}"), fs_size)
-                    _copy_range((str(work), 0), (str(root_t.path), root_t.offset), root_t.size,
-                                progress=progress, what=f"{root_vg}/{ROOT_LV}", dst_zero=True)
-                    work.unlink()
-                    for o, f in files:
-                        records.append(unpack_opp(f, staging, source=f"{from_vg}:{f.name}"))
-                    _place_boot_files(staging, kparts.vmlinuz, initrd)
-                    _write_install_record(staging, plan, vg_uuid, records)
-                    copy_tree_into(root_t, staging, progress=progress)
-                progress(f"{root_vg}/{ROOT_LV}: BOS and {len(records)} OPP(s) in place", 0.7)
-                # 4. boot side
-                boot = write_boot_side(tgt.id, Path(tgt.path), root_vg, vg_uuid, boot_range,
-                                       staging / KERNEL_PATH.lstrip("/"), staging / INITRD_PATH.lstrip("/"),
+                # 3. the boot side (boot LV, MBR, bios_grub, ESP) is written in a second
+                # thread while the root LV is filled: disjoint byte ranges of the target
+                from concurrent.futures import ThreadPoolExecutor
+                bootdir = tmp / "bootparts"
+                bootdir.mkdir()
+                _place_boot_files(bootdir, kparts.vmlinuz, initrd)
+                pool = ThreadPoolExecutor(max_workers=1)
+                boot_job = pool.submit(write_boot_side, tgt.id, Path(tgt.path), root_vg, vg_uuid, boot_range,
+                                       bootdir / KERNEL_PATH.lstrip("/"), bootdir / INITRD_PATH.lstrip("/"),
                                        progress=progress, bios=bios, uefi=uefi)
+                try:
+                    records = []
+                    if plan.bos_format == "tarball":
+                        for o, f in files:
+                            records.append(unpack_opp(f, staging, source=f"{from_vg}:{f.name}"))
+                        _place_boot_files(staging, kparts.vmlinuz, initrd)
+                        _write_install_record(staging, plan, vg_uuid, records)
+                        progress(f"{root_vg}/{ROOT_LV}: mke2fs -d ({human(plan.root_lv_size)})", 0.45)
+                        ext4.make(root_t, staging, label="sanbos-root", fstype="ext4")
+                    else:
+                        # block for block into a work image, grown there with resize2fs (resize2fs
+                        # truncates image files to the new size, so it never runs on the disk itself)
+                        work = tmp / "rawbos.img"
+                        with open(work, "wb"):
+                            pass
+                        fs_size = src.bos_raw_image(plan.bos_ref, work)
+                        if fs_size > root_t.size:
+                            raise SpaceError(f"raw BOS {plan.bos} ({human(fs_size)}) is larger than "
+                                             f"{root_vg}/{ROOT_LV} ({human(root_t.size)})")
+                        progress(f"raw BOS {plan.bos}: copied block for block; growing it to "
+                                 f"{human(root_t.size)}", 0.4)
+                        grow_fs(ext4.Target(work, 0, root_t.size, name=f"raw BOS {plan.bos}"), fs_size)
+                        _copy_range((str(work), 0), (str(root_t.path), root_t.offset), root_t.size,
+                                    progress=progress, what=f"{root_vg}/{ROOT_LV}", dst_zero=True)
+                        work.unlink()
+                        for o, f in files:
+                            records.append(unpack_opp(f, staging, source=f"{from_vg}:{f.name}"))
+                        _place_boot_files(staging, kparts.vmlinuz, initrd)
+                        _write_install_record(staging, plan, vg_uuid, records)
+                        copy_tree_into(root_t, staging, progress=progress)
+                    progress(f"{root_vg}/{ROOT_LV}: BOS and {len(records)} OPP(s) in place", 0.7)
+                    boot = boot_job.result()
+                finally:
+                    pool.shutdown(wait=True)
                 rec = tmp / "boot.json"
                 rec.write_text(json.dumps(boot, indent=2, sort_keys=True) + "\n")
                 ext4.write_file(root_t, rec, BOOT_RECORD, replace=True)
@@ -1082,15 +1133,48 @@ class RepoSource(Source):
         for leg in self.repo.good_legs():
             for child in dest.iterdir():
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-            # debugfs cat | tee >(sha256sum) | tar -x: three processes, the hash in parallel
+            # the file's blocks read straight from the leg (page-cache speed), fed to
+            # tee >(sha256sum) | tar -x: the hash runs in parallel with the unpacking
             import shlex
             sumf = dest.parent / ".bos.sha256"
             tar_cmd = ["tar", "-x", *_TAR_Z.get(e.compression or "none", []), "-f", "-", "-C", str(dest), *TAR_X]
             q = shlex.quote
-            request = 'cat "/' + e.file + '"'
-            script = (f"set -o pipefail; debugfs -R {q(request)} {q(leg.target.spec)} 2>/dev/null "
-                      f"| tee >(sha256sum > {q(str(sumf))}) | {' '.join(q(c) for c in tar_cmd)}")
-            res = sp.run(["bash", "-c", script], capture_output=True)
+            script = (f"set -o pipefail; tee >(sha256sum > {q(str(sumf))}) "
+                      f"| {' '.join(q(c) for c in tar_cmd)}")
+            try:
+                runs = _file_runs(leg.target, "/" + e.file, e.size)
+            except SanbosError as ex:
+                errors.append(f"{leg.label}: {ex}")
+                continue
+            pipe = sp.Popen(["bash", "-c", script], stdin=sp.PIPE, stderr=sp.PIPE)
+            try:
+                fd = os.open(leg.target.path, os.O_RDONLY)
+                try:
+                    for off, length in runs:
+                        pos = 0
+                        while pos < length:
+                            if off is None:   # a hole: zeros
+                                n = min(4 << 20, length - pos)
+                                pipe.stdin.write(bytes(n))
+                                pos += n
+                                continue
+                            chunk = os.pread(fd, min(4 << 20, length - pos), off + pos)
+                            if not chunk:
+                                raise DiskError(f"{leg.label}: short read at byte {off + pos}")
+                            pipe.stdin.write(chunk)
+                            pos += len(chunk)
+                finally:
+                    os.close(fd)
+            except BrokenPipeError:
+                pass
+            finally:
+                try:
+                    pipe.stdin.close()
+                except BrokenPipeError:
+                    pass
+            err_text = pipe.stderr.read()
+            pipe.wait()
+            res = sp.CompletedProcess(pipe.args, pipe.returncode, b"", err_text)
             got = ""
             for _ in range(250):   # the process substitution may finish just after the pipeline
                 text = sumf.read_text() if sumf.exists() else ""

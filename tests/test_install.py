@@ -78,10 +78,17 @@ def test_raw_bos_install_boots(fabric, tmp_path):
     bs = int(re.search(r"Block size:\s+(\d+)", stats).group(1))
     blocks = int(re.search(r"Block count:\s+(\d+)", stats).group(1))
     assert blocks * bs == root.size
+    # boot through the CLI: sanbos vm run MACHINE --mode normal (serial console to a log here)
     regf = tmp_path / "reg.db"
     machine(regf, "host-raw", "normal", [lun.wwn], [lun.wwn])
-    console = boot(fabric.root, regf, "host-raw", "normal", READY, tmp_path / "vm")
-    assert _banner_opps(console) == ["sanbos-demo-base", "sanbos-demo-tools"]
+    rc, plan = _cli("vm", "run", "host-raw", "--mode", "normal", "--registry", str(regf),
+                    "--fabric", str(fabric.root), "--dry-run")
+    assert rc == 0 and f"boot #1  {lun.wwn}" in plan and "read-write, local" in plan
+    log = tmp_path / "console.log"
+    rc, _ = _cli("vm", "run", "host-raw", "--mode", "normal", "--registry", str(regf), "--fabric",
+                 str(fabric.root), "--log", str(log), "--until", READY, "--timeout", "300")
+    assert rc == 0
+    assert _banner_opps(log.read_text(errors="replace")) == ["sanbos-demo-base", "sanbos-demo-tools"]
 
 
 def test_real_lvm2_sees_root_vg(fabric, tar_install, loopdev):

@@ -55,6 +55,7 @@ class SanbosApp(App[int]):
         self._light = light
         self.boot_menu = None
         self.registry_path = str(registry) if registry is not None else None
+        self.health_pending = False
 
     # -- life cycle ---------------------------------------------------------
     @property
@@ -93,6 +94,9 @@ class SanbosApp(App[int]):
         if self.boot_menu is not None:
             self.boot_menu.set_disks(self.all_disks)
         if self.injected is None and any(d.vg_name for d in self.all_disks):
+            self.health_pending = True
+            if self.boot_menu is not None:
+                self.boot_menu.refresh_status()
             self.load_health(list(self.all_disks))
 
     @work(thread=True, exclusive=True, group="health", exit_on_error=False,
@@ -132,6 +136,7 @@ class SanbosApp(App[int]):
             return False
 
     def on_health_loaded(self, message: HealthLoaded) -> None:
+        self.health_pending = False
         for d in self.all_disks:
             d.boot_copy = message.health.get(d.id, d.boot_copy or "none")
         if self.boot_menu is not None:

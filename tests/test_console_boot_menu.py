@@ -325,8 +325,9 @@ async def test_ten_thousand_disks_filter_fast(disks):
 def test_cli_has_console_command():
     from console.cli import build_parser
 
-    args = build_parser().parse_args(["console", "--fabric", "/x", "--key", "app.help=f3", "--no-vt"])
-    assert args.fabric == "/x" and args.vt is False
+    args = build_parser().parse_args(["console", "--fabric", "/x", "--key", "app.help=f3", "--no-vt",
+                                      "--registry", "/r.db"])
+    assert args.fabric == "/x" and args.vt is False and args.registry == "/r.db"
     from console.commands.console import parse_keymap
 
     assert parse_keymap(args.key) == {"app.help": "f3"}

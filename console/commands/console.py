@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: on when TERM is linux or vt*)")
     p.add_argument("--no-vt", dest="vt", action="store_false", help="force the full-colour mode")
     p.add_argument("--light", action="store_true", help="start with the light theme (F4 toggles)")
+    p.add_argument("--registry", metavar="FILE", default=None,
+                   help="the SAN boot device registry for boot lists (default: $SANBOS_REGISTRY, "
+                        "else /var/lib/sanbos/registry.db)")
     p.add_argument("--key", action="append", default=[], metavar="ID=KEY",
                    help="remap a key by its binding id (see the help screen, F1), e.g. app.help=f2")
     p.set_defaults(func=_run)
@@ -44,6 +47,6 @@ def _run(args: argparse.Namespace) -> int:
     prepare_environment(vt)
     from console.app import SanbosApp
 
-    app = SanbosApp(args.fabric, vt=vt, keymap=keymap, light=args.light)
+    app = SanbosApp(args.fabric, vt=vt, keymap=keymap, light=args.light, registry=args.registry)
     app.run(mouse=not vt)
     return int(app.return_code or 0)

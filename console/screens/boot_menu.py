@@ -120,6 +120,9 @@ class BootMenuScreen(Screen):
         self.message_text = ""
         self._update_status(event.text, event.shown, event.total)
 
+    def refresh_status(self) -> None:
+        self._update_status(self.disk_list.filter_text, len(self.disk_list.disks), self.disk_list.total)
+
     def _update_status(self, text: str, shown: int, total: int) -> None:
         status = self.query_one("#status", Static)
         warn = False
@@ -137,6 +140,8 @@ class BootMenuScreen(Screen):
             msg = "No disks in this view."
         else:
             msg = f"{disks_word(total)}. Type part of an ID/WWN/serial/address to filter; Enter selects."
+        if getattr(self.app, "health_pending", False):
+            msg += "  (reading boot-copy health ...)"
         status.update(msg)
         status.set_class(warn, "-warn")
 

@@ -22,7 +22,7 @@ from lvm_helpers import attach_pvs, clean_output, lvs_rows, our_rows, refs_of
 from console import cli
 from core import demoparts, ext4, repo
 from core import vg as vgops
-from core.errors import FormatError, SanbosError
+from core.errors import DiskBusyError, FormatError, SanbosError
 from core.lvm.scan import scan
 
 VG = "instvg"
@@ -132,6 +132,20 @@ def pv_loops(refs):
             subprocess.run(["losetup", "-d", dev], check=False, capture_output=True)
 
 
+def _lvm_failure_dump(refs, devmap, r) -> str:
+    """Keep what real LVM2 saw when it refused the VG (disk images, loop table, pvs) for a post-mortem."""
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="sanbos-lvm-refused-"))
+    (d / "vgck.txt").write_text(r.stdout + r.stderr)
+    (d / "losetup.txt").write_text(subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout)
+    (d / "devmap.txt").write_text(repr(devmap))
+    pv = lvm_cmd("pvs", "-a", "-o", "pv_name,pv_uuid,vg_name", devices=sorted(devmap.values()), check=False)
+    (d / "pvs.txt").write_text(pv.stdout + pv.stderr)
+    for ref in refs:
+        subprocess.run(["cp", "--sparse=always", str(ref.path), str(d / ref.path.name)])
+    return str(d)
+
+
 def real_lvm_check(refs) -> None:
     """Real LVM2 reads the VG: vgck is clean, lvs -a shows exactly our LVs and extents."""
     require_root()
@@ -146,8 +160,10 @@ def real_lvm_check(refs) -> None:
             assert not clean_output(r.stdout + r.stderr), r.stderr
             assert r.stdout.count(VG) == len(refs)
             return
-        r = lvm_cmd("vgck", VG, devices=devs)
-        assert not clean_output(r.stdout + r.stderr), r.stderr
+        r = lvm_cmd("vgck", VG, devices=devs, check=False)
+        if r.returncode != 0 or clean_output(r.stdout + r.stderr):
+            where = _lvm_failure_dump(refs, devmap, r)
+            raise AssertionError(f"real LVM2 refused VG {VG} (state kept in {where}):\n{r.stderr}")
         rows = lvs_rows(devs, VG)
         ours = {row for row in our_rows(scan(refs), devmap) if row[0] == VG}
         assert rows == ours
@@ -496,6 +512,20 @@ print("done", flush=True)
 """
 
 
+def _wait_unlocked(refs, timeout: float = 5.0) -> None:
+    """A process forked by the killed one (a tool it was starting) may hold the disk locks for a
+    moment after the kill, until its exec closes them: wait for that, as an operator would retry."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with vgops.open_vg(VG, refs, write=False):
+                return
+        except DiskBusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _child(refs, files) -> subprocess.Popen:
     arg = json.dumps([[r.id, str(r.path)] for r in refs])
     p = subprocess.Popen([PY, "-c", CHILD, arg, VG, *map(str, files)], cwd=ROOT, stdin=subprocess.PIPE,
@@ -529,6 +559,7 @@ def test_kill_during_opp_add(repo_vg, tmp_path):
         time.sleep(rnd.uniform(0.0, span * 1.1))
         p.send_signal(signal.SIGKILL)
         p.communicate(timeout=60)
+        _wait_unlocked(refs)
         toc = check_toc_complete(refs)
         recs = [leg.read_record() for leg in legs_of(refs)]
         gens = {r.generation for r in recs if r is not None and r.clean}
@@ -592,3 +623,28 @@ def test_one_leg_repository_recovers_from_an_interrupted_commit(make_fabric, par
         rep = repo.verify(vg)
         assert rep.ok, rep.problems()
         assert {e.name for e in repo.toc(vg).opps} == {"sanbos-demo-base", "sanbos-demo-tools"}
+
+
+def test_bos_add_remove_both_formats(repo_vg, parts, capsys):
+    f, refs = repo_vg
+    fab = str(f.root)
+    rc, out, err = run_cli(capsys, "bos", "add", VG, str(parts["bos_tar"]), "--fabric", fab)
+    assert rc == 0 and "as bos/sanbos-demo-bos_1.0.tar.gz" in out, err
+    rc, out, err = run_cli(capsys, "bos", "add", VG, str(parts["bos_raw"]), "--raw", "--fabric", fab)
+    assert rc == 0 and f"LV bos_{demoparts.BOS_NAME}" in out, err
+    with vgops.open_vg(VG, refs, write=False) as vg:
+        assert vg.vg.lv("bos_" + demoparts.BOS_NAME) is not None
+    rc, out, err = run_cli(capsys, "bos", "remove", VG, demoparts.BOS_NAME, "--raw", "--fabric", fab)
+    assert rc == 0 and "(raw-lv)" in out, err
+    with vgops.open_vg(VG, refs, write=False) as vg:
+        assert vg.vg.lv("bos_" + demoparts.BOS_NAME) is None
+        toc = repo.toc(vg)
+        assert [(e.kind, e.format) for e in toc.bos] == [("bos", "tar")]
+    rc, out, err = run_cli(capsys, "bos", "remove", VG, demoparts.BOS_NAME, "--fabric", fab)
+    assert rc == 0, err
+    assert not current_toc(refs).bos
+    for leg in legs_of(refs):
+        assert ext4.listdir(leg.target, "/bos") == []
+        clean, out = ext4.fsck(leg.target)
+        assert clean, out
+    real_lvm_check(refs)

@@ -184,7 +184,7 @@ class VolumeGroup:
                 "status": self.vg.status, "exported": self.vg.exported, "system_id": self.vg.system_id,
                 "pvs": pvs, "lvs": lvs,
                 "problems": (self.info.problems + self.info.stale + self.info.corrupt + self.info.duplicates
-                             + [f"PV {m} is missing" for m in self.info.missing])}
+                             + [f"PV {m} is missing" for m in self.info.missing] + _seen(self.info, self.scan))}
 
     def _pv_label(self, pv_name: str) -> str:
         pv = self.vg.pv(pv_name)
@@ -293,11 +293,22 @@ def _refuse_duplicates(info: VGInfo) -> None:
                        + "; cloned LUN? detach one copy (or give only the right disk) before using the VG")
 
 
-def _refuse_missing(info: VGInfo, name: str) -> None:
+def _refuse_missing(info: VGInfo, name: str, res: ScanResult) -> None:
     if info.missing:
         miss = ", ".join(f"{m} ({lvmuuid.dashed(info.vg.pv(m).id)})" for m in info.missing)
+        seen = _seen(info, res)
         raise LVMError(f"VG {name}: PV(s) {miss} not found on the disks given; "
-                       "add the missing disk(s) to the command")
+                       "add the missing disk(s) to the command"
+                       + (f" (problems seen: {'; '.join(seen[:3])})" if seen else ""))
+
+
+def _seen(info: VGInfo, res: ScanResult) -> list[str]:
+    """With PVs missing: the scan's disk-level problems (a damaged GPT, an unreadable
+    disk) that may be why; they are not the VG's own problems."""
+    if not info.missing:
+        return []
+    own = set(info.problems + info.stale + info.corrupt + info.duplicates)
+    return [p for p in res.problems if p not in own]
 
 
 def open_vg(name: str, disks: Iterable[DiskRef], *, write: bool, allow_exported: bool = False,
@@ -309,14 +320,16 @@ def open_vg(name: str, disks: Iterable[DiskRef], *, write: bool, allow_exported:
     refs = list(disks)
     # 1. find the VG's disks without locks (a disk that cannot be opened cannot hold it)
     probe: dict[str, tuple[DiskRef, Disk]] = {}
+    unreadable: list[str] = []
     for ref in refs:
         if ref.id not in probe:
             try:
                 probe[ref.id] = (ref, ref.open())
-            except SanbosError:
-                continue
+            except SanbosError as e:
+                unreadable.append(str(e))
     try:
         res = scan_open(probe.values())
+        seen = unreadable + res.problems     # kept: they may explain a PV missing below
         info = _pick(res, name, probe)
         _refuse_duplicates(info)
         mine = [probe[loc.ref.id][0] for loc in info.pvs.values()]
@@ -328,10 +341,11 @@ def open_vg(name: str, disks: Iterable[DiskRef], *, write: bool, allow_exported:
     locked = _open_disks(mine, write, "exclusive" if write else "shared")
     try:
         res = scan_open(locked.values())
+        res.problems += [p for p in seen if p not in res.problems]
         info = _pick(res, name, locked)
         _refuse_duplicates(info)
         if write and not allow_missing:
-            _refuse_missing(info, name)
+            _refuse_missing(info, name, res)
         if write and info.vg.exported and not allow_exported:
             raise LVMError(f"VG {name} is exported; import it first (sanbos vg import {name})")
         if write and info.vg.system_id and not allow_exported:
@@ -505,7 +519,7 @@ def extend(name: str, disks: list[DiskRef], new_disks: list[DiskRef], force_ids:
             for loc in scan(new_disks).pvs:
                 if loc.uuid in members:
                     raise UsageError(f"disk {loc.ref.id} is already a PV of VG {name}")
-            _refuse_missing(vgo.info, name)
+            _refuse_missing(vgo.info, name, vgo.scan)
         plan.steps += _safety(new_disks, force_ids)
         newd = _open_disks(new_disks, not dry_run, None if dry_run else "exclusive")
         vgo._disks.update(newd)
@@ -868,7 +882,7 @@ def check(name: str, disks: list[DiskRef], repair: bool = False, dry_run: bool =
     them from the newest good copy (as ``vgck --updatemetadata``)."""
     with open_vg(name, disks, write=repair and not dry_run, allow_exported=True) as vgo:
         info = vgo.info
-        probs = _problems(info)
+        probs = _problems(info) + _seen(info, vgo.scan)
         report = CheckReport(name, info.seqno, probs)
         if not repair or not probs:
             return report

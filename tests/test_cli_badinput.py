@@ -259,3 +259,21 @@ def test_serve_with_a_bad_certificate_never_listens(tmp_path: Path) -> None:
         res = sanbos("serve", "--registry", db, "--port", "0", "--certfile", str(cert), "--keyfile", str(junk))
         refused(res, 1 if "no such file" in words else 2, *words)
         assert "SAN boot device on" not in res.stdout
+
+
+def test_truncated_pv_disk_is_named_as_the_reason_a_pv_is_missing(tmp_path: Path) -> None:
+    """A PV disk cut short (its GPT now points past the end): the VG's PV is missing and
+    every command says which disk's GPT is broken instead of asking for a disk that was given."""
+    f = fab.create(tmp_path / "f", 2, 64 * MiB)
+    d = [l.wwn for l in f.luns]
+    assert sanbos("vg", "create", "v", "--disk", d[0], "--disk", d[1], fabric=f).returncode == 0
+    with open(f.luns[1].path, "r+b") as fh:
+        fh.truncate(40 * MiB)
+    f.luns[1].size = 40 * MiB
+    fab.save(f)
+    before = sums(f)
+    refused(sanbos("lv", "create", "v", "l", "--size", "4M", fabric=f), 1,
+            "VG v: PV(s) pv1", "not found", f"problems seen: {d[1]}: GPT partition 3 has a bad extent")
+    check = sanbos("vg", "check", "v", fabric=f)
+    assert check.returncode == 1 and f"{d[1]}: GPT partition 3 has a bad extent" in check.stdout
+    assert sums(f) == before

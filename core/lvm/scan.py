@@ -9,18 +9,17 @@ a PV UUID seen on two disks is a duplicate (cloned LUN) and is never guessed.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..disk import Disk, DiskRef
+from ..gpt import read_table
 from ..errors import DiskError, MetadataError, SanbosError
 from . import uuid as lvmuuid
 from .label import LABEL_SCAN_SECTORS, LABEL_SIZE, PVLabel, find_label, salvage_label
 from .mda import MDA_HEADER_SIZE, MDAHeader, read_text
 from .model import VG
 
-LVM_PART_GUID = "E6D6D379-F507-44C2-A23C-238F2A3DF928"
 HEAD = LABEL_SCAN_SECTORS * LABEL_SIZE
 
 
@@ -97,35 +96,6 @@ class ScanResult:
     pvs: list[PVLoc] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     name_conflicts: dict[str, list[VGInfo]] = field(default_factory=dict)
-
-
-# -- GPT (read only, just enough to find partitions) --------------------------
-def _guid(b: bytes) -> str:
-    a, b2, c = struct.unpack_from("<IHH", b, 0)
-    return f"{a:08X}-{b2:04X}-{c:04X}-{b[8:10].hex().upper()}-{b[10:16].hex().upper()}"
-
-
-def gpt_partitions(disk: Disk) -> list[tuple[int, int, int, str]]:
-    """(number, start bytes, size bytes, type GUID) of a GPT; [] if none."""
-    if disk.size < 34 * 512:
-        return []
-    hdr = disk.read(512, 512)
-    if hdr[0:8] != b"EFI PART":
-        return []
-    entries_lba, n, esize = struct.unpack_from("<QII", hdr, 72)
-    if esize < 128 or esize > 4096 or n > 1024 or entries_lba * 512 + n * esize > disk.size:
-        return []
-    table = disk.read(entries_lba * 512, n * esize)
-    out = []
-    for i in range(n):
-        e = table[i * esize:(i + 1) * esize]
-        if e[0:16] == bytes(16):
-            continue
-        first, last = struct.unpack_from("<QQ", e, 32)
-        if last < first or (last + 1) * 512 > disk.size:
-            continue
-        out.append((i + 1, first * 512, (last - first + 1) * 512, _guid(e[0:16])))
-    return out
 
 
 # -- reading one PV -------------------------------------------------------------
@@ -213,14 +183,12 @@ def find_pvs(disk: Disk, ref: DiskRef) -> list[PVLoc]:
     if whole is not None:
         return [whole]
     out = []
-    try:
-        parts = gpt_partitions(disk)
-    except (DiskError, struct.error):
-        parts = []
-    for num, start, size, _guid_s in parts:
-        if size < HEAD:
+    # the CRC-checked GPT of core.gpt (backup header when the primary is damaged); a GPT
+    # damaged beyond use raises FormatError naming the disk: scan_open reports it
+    for p in read_table(disk) or []:
+        if p.size < HEAD:
             continue
-        pv = read_pv(disk, ref, start, size, num)
+        pv = read_pv(disk, ref, p.start, p.size, p.number)
         if pv is not None:
             out.append(pv)
     return out

@@ -760,17 +760,17 @@ def _scratch_dir(need: int = 0, near: Path | None = None) -> str | None:
     return None
 
 
-def _differing(src: Path, legs: Sequence["Leg"], length: int) -> list["Leg"]:
-    """Legs whose bytes differ from ``src`` over its data extents (``src`` read once)."""
+def _differing(src: Path, legs: Sequence["Leg"], length: int, src_off: int = 0) -> list["Leg"]:
+    """Legs whose bytes differ from ``src`` (from ``src_off``) over its data extents (``src`` read once)."""
     sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     fds = [os.open(l.path, os.O_RDONLY | os.O_CLOEXEC) for l in legs]
     bad: set[int] = set()
     try:
-        for start, end in _data_extents(sfd, 0, length):
+        for start, end in _data_extents(sfd, src_off, length):
             pos = start
             while pos < end:
                 n = min(4 * MiB, end - pos)
-                want = os.pread(sfd, n, pos)
+                want = os.pread(sfd, n, src_off + pos)
                 for k, (leg, fd) in enumerate(zip(legs, fds)):
                     if k not in bad and os.pread(fd, n, leg.offset + pos) != want:
                         bad.add(k)
@@ -1664,6 +1664,58 @@ def remove_bos(vg_name: str, disks: Sequence[Any], name: str, *, raw: bool | Non
         if e.lv:
             vgops.lv_remove(vg_name, list(disks), e.lv)
     return found
+
+
+def repair(vg_name: str, disks: Sequence[Any], progress: Progress = _noprogress) -> list[str]:
+    """Rewrite every bad copy from a good one: repository legs (whole file system from a leg whose
+    record is current, e2fsck is clean and every image matches the TOC) and raw BOS LV legs (from
+    a leg matching the TOC).  Every rewritten copy is read back.  Returns what was done."""
+    vgops = _vgops()
+    done: list[str] = []
+    with vgops.open_vg(vg_name, disks, write=True) as vg:
+        r = open_repo(vg, readonly=False, progress=progress)  # dirty/stale legs re-copied first
+        rep = verify_legs(r, progress=lambda m, f=None: progress(m, None if f is None else 0.5 * f))
+        if rep.toc is None:
+            raise FormatError(f"VG {vg_name}: no readable table of contents on any leg; nothing to repair from")
+        bad_legs = {h.leg.index for h in rep.legs if not h.ok}
+        for e, where, status in rep.images:
+            if status != "ok" and e.format != "raw-lv":
+                bad_legs.update(l.index for l in r.legs if l.label == where)
+        good = [l for l in r.legs if l.index not in bad_legs]
+        if bad_legs and not good:
+            raise FormatError(f"VG {vg_name}: every leg of {REPO_LV} has a problem; no good copy to repair from "
+                              "(" + "; ".join(rep.problems()[:4]) + ")")
+        src = good[0] if good else None
+        rec = src.read_record() if src else None
+        for leg in r.legs:
+            if leg.index not in bad_legs or src is None or rec is None:
+                continue
+            progress(f"rewriting {leg.label} from {src.label}", None)
+            leg.write_record(LegRecord(LegRecord.DIRTY, rec.generation, r.fs_size))
+            copy_range(src.path, src.offset, leg.path, leg.offset, r.fs_size)
+            if _differing(src.path, [leg], r.fs_size, src_off=src.offset):
+                raise FormatError(f"{leg.label}: still differs from {src.label} after rewriting it")
+            leg.write_record(LegRecord(LegRecord.CLEAN, rec.generation, r.fs_size))
+            done.append(f"{leg.label}: rewritten from {src.label}")
+        for e in rep.toc.images:
+            if e.format != "raw-lv" or not e.lv:
+                continue
+            legs = _lv_legs(vg, e.lv)
+            sums = [_sha256_range(p, off, e.size) for p, off, _ in legs]
+            ok = [k for k, h in enumerate(sums) if h == e.sha256]
+            bad = [k for k, h in enumerate(sums) if h != e.sha256]
+            if bad and not ok:
+                raise FormatError(f"VG {vg_name}: no leg of {e.lv} matches the TOC; add the BOS again")
+            for k in bad:
+                sp, so, _ = legs[ok[0]]
+                dp, do, _ = legs[k]
+                progress(f"rewriting {e.lv} leg {k} from leg {ok[0]}", None)
+                copy_range(sp, so, dp, do, e.size)
+                if _sha256_range(dp, do, e.size) != e.sha256:
+                    raise FormatError(f"{e.lv} leg {k} ({dp}): still wrong after rewriting it")
+                done.append(f"{e.lv} leg {k} ({dp}): rewritten from leg {ok[0]}")
+    progress(f"VG {vg_name}: repository repaired ({len(done)} cop{'y' if len(done) == 1 else 'ies'} rewritten)", 1.0)
+    return done
 
 
 # ---------------------------------------------------------------------------

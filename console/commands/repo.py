@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_verify)
 
+    rp = rsub.add_parser("repair", help="rewrite bad copies (repository legs, raw BOS LV legs) from a good one")
+    fabric_arg(rp)
+    rp.add_argument("vg", metavar="VG")
+    rp.set_defaults(func=_repair)
+
     t = rsub.add_parser("toc", help="print the table of contents")
     fabric_arg(t)
     t.add_argument("vg", metavar="VG")
@@ -109,6 +114,14 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"  BAD {e.label} on {w}: {s}")
     print(f"VG {args.vg}: repository " + ("OK" if rep.ok else f"has {len(rep.problems())} problem(s)"))
     return 0 if rep.ok else 1
+
+
+def _repair(args: argparse.Namespace) -> int:
+    done = repo.repair(args.vg, _disks(args), progress=progress)
+    for line in done:
+        print(line)
+    print(f"VG {args.vg}: " + (f"{len(done)} copies rewritten" if done else "nothing to repair"))
+    return 0
 
 
 def _toc(args: argparse.Namespace) -> int:

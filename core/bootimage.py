@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import debparts, ext4
+from .disk import Disk
 from .errors import FormatError, NotFoundError, SpaceError, ToolError, UsageError
 from .tools import input_file, output_file, run, which
 from .units import MiB, align_up
@@ -291,15 +292,9 @@ def _ext2_magic(t: ext4.Target) -> bytes:
 
 def _sha256_target(t: ext4.Target) -> str:
     h = hashlib.sha256()
-    with open(t.path, "rb") as f:
-        f.seek(t.offset)
-        left = t.size
-        while left:
-            b = f.read(min(left, 1 << 20))
-            if not b:
-                break
+    with Disk(t.path, name=t.label) as d:
+        for b in d.range(t.offset, t.size).chunks():
             h.update(b)
-            left -= len(b)
     return h.hexdigest()
 
 
@@ -463,27 +458,26 @@ def _iso_parts(iso: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> 
 
     kernels = [f for f in files if _KERNEL_NAME.match(os.path.basename(f))]
     initrds = [f for f in files if _INITRD_NAME.match(os.path.basename(f))]
-    kernel = None
-    for i, k in enumerate(kernels):
-        p = extract(k, f"kernel.{i}")
-        try:
-            validate_kernel(p)
-        except FormatError:
-            continue
-        kernel = (k, p)
-        break
+
+    def first_valid(cands: list[str], tag: str, check: Callable[[Path], object]) -> tuple[str, Path] | None:
+        for i, c in enumerate(cands):
+            p = extract(c, f"{tag}.{i}")
+            try:
+                check(p)
+            except FormatError:
+                continue
+            return c, p
+        return None
+
+    kernel = first_valid(kernels, "kernel", validate_kernel)
     if kernel is None:
         raise NotFoundError(f"ISO {iso}: no Linux kernel (bzImage) found among {len(files)} files")
     kdir = os.path.dirname(kernel[0])
     initrds.sort(key=lambda f: (os.path.dirname(f) != kdir, len(f), f))
-    for i, r in enumerate(initrds):
-        p = extract(r, f"initrd.{i}")
-        try:
-            validate_initrd(p)
-        except FormatError:
-            continue
-        return kernel[0], kernel[1], p
-    raise NotFoundError(f"ISO {iso}: kernel {kernel[0]} found but no initramfs (initrd*/initramfs*)")
+    initrd = first_valid(initrds, "initrd", validate_initrd)
+    if initrd is None:
+        raise NotFoundError(f"ISO {iso}: kernel {kernel[0]} found but no initramfs (initrd*/initramfs*)")
+    return kernel[0], kernel[1], initrd[1]
 
 
 def build_from_iso(iso: str | os.PathLike[str], cmdline: str | None, out: str | os.PathLike[str]) -> ImageInfo:

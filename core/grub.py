@@ -250,15 +250,9 @@ def esp_read(disk: str | os.PathLike[str], part_start: int, path: str = "/EFI/BO
 def esp_fsck(disk: str | os.PathLike[str], part_start: int, part_size: int) -> tuple[bool, str]:
     """``fsck.fat -n`` on a copy of the ESP's byte range: (clean?, output)."""
     with tempfile.NamedTemporaryFile(prefix="sanbos-esp.", suffix=".img") as tmp:
-        with open(disk, "rb") as src:
-            src.seek(part_start)
-            left = part_size
-            while left:
-                b = src.read(min(left, 1 << 22))
-                if not b:
-                    break
+        with Disk(disk) as src:
+            for b in src.range(part_start, part_size).chunks():
                 tmp.write(b)
-                left -= len(b)
         tmp.flush()
         res = run(["fsck.fat", "-n", tmp.name], check=False, what="fsck.fat")
     out = (res.stdout + res.stderr).decode(errors="replace")

@@ -43,6 +43,14 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def _names(d: Path) -> list[str]:
+    """Sorted entries of a sysfs directory; [] when it is absent or unreadable."""
+    try:
+        return sorted(os.listdir(d))
+    except OSError:
+        return []
+
+
 # ---------------------------------------------------------------------------
 # small sysfs / procfs helpers (also used by core.safety)
 
@@ -75,11 +83,7 @@ def loop_devices(sysfs: str = SYS) -> list[LoopInfo]:
     """Attached loop devices with their backing files."""
     out = []
     base = Path(sysfs) / "block"
-    try:
-        names = sorted(os.listdir(base))
-    except OSError:
-        return out
-    for name in names:
+    for name in _names(base):
         if not name.startswith("loop"):
             continue
         lp = base / name / "loop"
@@ -121,25 +125,12 @@ def sysfs_dir_of(devnode: str | os.PathLike[str], sysfs: str = SYS) -> Path | No
 
 def partitions_of(sysdir: Path) -> list[Path]:
     """sysfs directories of a disk's kernel partitions."""
-    out = []
-    try:
-        for entry in sorted(os.listdir(sysdir)):
-            if (sysdir / entry / "partition").exists():
-                out.append(sysdir / entry)
-    except OSError:
-        pass
-    return out
+    return [sysdir / e for e in _names(sysdir) if (sysdir / e / "partition").exists()]
 
 
 def holders_of(sysdir: Path) -> list[str]:
     """Holders of the disk and of its partitions (dm maps, md arrays...)."""
-    out = []
-    for d in [sysdir, *partitions_of(sysdir)]:
-        try:
-            out += sorted(os.listdir(d / "holders"))
-        except OSError:
-            pass
-    return out
+    return [h for d in [sysdir, *partitions_of(sysdir)] for h in _names(d / "holders")]
 
 
 def usage(sysdir: Path, devnode: str, proc: str = PROC) -> tuple[list[str], list[str]]:
@@ -218,11 +209,7 @@ def _enumerate(sysfs: str, udev: bool = True) -> list[_Dev]:
     base = Path(sysfs) / "class" / "block"
     if not base.is_dir():
         base = Path(sysfs) / "block"
-    try:
-        names = sorted(os.listdir(base))
-    except OSError:
-        return devs
-    for name in names:
+    for name in _names(base):
         d = base / name
         if (d / "partition").exists():
             continue
@@ -330,10 +317,7 @@ def list_block_disks(sysfs: str = SYS, proc: str = PROC, *, udev: bool = True) -
         if info is None:
             continue
         if info.kind == "multipath":
-            try:
-                slaves[dev.name] = sorted(os.listdir(dev.sysdir / "slaves"))
-            except OSError:
-                slaves[dev.name] = []
+            slaves[dev.name] = _names(dev.sysdir / "slaves")
         found.append(info)
     # paths claimed by a multipath map are in use by it; that is expected
     claimed = {s for v in slaves.values() for s in v}

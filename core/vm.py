@@ -289,7 +289,7 @@ def qemu_command(plan: MachinePlan, exports: dict[str, NbdExport], *, serial: st
             raise ToolError(f"{OVMF} is missing: install the Debian package ovmf for UEFI machines")
         cmd += ["-bios", str(OVMF)]
     if serial == "stdio":
-        chardev = "stdio,id=ser0,signal=off"
+        chardev = "stdio,id=ser0,signal=off,mux=on"   # Ctrl-A x stops the machine
         if serial_log:
             chardev += f",logfile={serial_log},logappend=off"
     else:

@@ -896,7 +896,34 @@ def install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
             dry_run: bool = False, root_vg: str = ROOT_VG, root_size: int | None = None,
             bios: bool = True, uefi: bool = True, source: Source | None = None,
             progress: Progress | None = None) -> InstallPlan | InstallResult:
-    """Figure 4: BOS + OPPs + boot loader onto ``target``.  See the module doc."""
+    """Figure 4: BOS + OPPs + boot loader onto ``target``.  See the module doc.
+
+    Everything is checked before the first write; an error after it says the
+    target is partly written (and how to redo the install)."""
+    state: dict = {"writing": None}
+    try:
+        return _install(from_vg, bos, target, opps, fabric=fabric, force_ids=force_ids, dry_run=dry_run,
+                        root_vg=root_vg, root_size=root_size, bios=bios, uefi=uefi, source=source,
+                        progress=progress, _state=state)
+    except SanbosError as e:
+        if not state["writing"]:
+            raise
+        disk = state["writing"]
+        msg = (f"{e}; the install stopped after it had begun writing {disk}: the disk is partly written, "
+               f"run the install again with --force {disk}")
+        try:
+            err = type(e)(msg)
+        except TypeError:
+            err = SanbosError(msg)
+        raise err from None
+
+
+def _install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
+            fabric: str | os.PathLike[str] | None = None, force_ids: Sequence[str] = (),
+            dry_run: bool = False, root_vg: str = ROOT_VG, root_size: int | None = None,
+            bios: bool = True, uefi: bool = True, source: Source | None = None,
+            progress: Progress | None = None, _state: dict | None = None) -> InstallPlan | InstallResult:
+    _state = _state if _state is not None else {}
     from . import vg
     progress = progress or _noprogress
     t0 = time.monotonic()
@@ -930,6 +957,7 @@ def install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
             progress("root-VG initramfs built", 0.25)
             # 2. the target: GPT + root VG + LVs
             progress(f"{tgt.id}: writing GPT and creating VG {root_vg}", 0.3)
+            _state["writing"] = tgt.id
             vg.create(root_vg, [tgt.ref], force_ids=list(force_ids),
                       description=f"sanbos install {plan.bos} from {from_vg}")
             vg.lv_create(root_vg, [tgt.ref], BOOT_LV, BOOT_LV_SIZE)

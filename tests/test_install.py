@@ -177,3 +177,13 @@ def test_cli_errors_are_one_line(fabric, capsys):
                "--fabric", str(fabric.root)])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("sanbos: BOS 'nope'") and "Traceback" not in err
+
+
+def test_failure_after_writing_says_partly_written(fabric, monkeypatch):
+    lun = fab.add(fabric, 1, 256 << 20)[0]
+
+    def boom(*a, **k):
+        raise SpaceError("simulated: no room")
+    monkeypatch.setattr(install.ext4, "make", boom)
+    with pytest.raises(SpaceError, match=rf"simulated: no room; .*partly written.*--force {lun.wwn}"):
+        install.install("instvg", "sanbos-demo-bos:tar", lun.wwn, [], fabric=fabric.root)

@@ -182,6 +182,8 @@ def create(root: str | os.PathLike[str], disks: int, size: int, name: str | None
 
 def add(fabric: Fabric, disks: int, size: int) -> list[Lun]:
     """Add ``disks`` new blank sparse LUNs to a fabric and save the manifest."""
+    if disks < 1:
+        raise UsageError(f"{fabric.root}: add at least one disk (--disks N, N >= 1)")
     if size < MIN_LUN_SIZE or size % 512:
         raise UsageError(f"disk size {size} is too small or not a multiple of 512 (minimum 8 MiB)")
     if not fabric.array_id:

@@ -759,11 +759,15 @@ class Registry:
         with self._write() as c:
             row = self._machine_row(c, mid)
             before = self._read_list(c, row["id"], *key)
-            after = change(list(before))
+            where = f"machine {row['id']} {key[0]} list" + (f" ({key[1]})" if key[1] else "")
+            try:
+                after = change(list(before))
+            except (NotFoundError, ConflictError, UsageError) as e:   # say which list
+                raise type(e)(f"{where}: {e}") from None
             if resolve_new:
                 after = self._resolve(after)
             elif len({d.id for d in after}) != len(after):
-                raise ConflictError("a list names each disk once")
+                raise ConflictError(f"{where}: a list names each disk once")
             self._store_list(c, row["id"], *key, after, before, actor, action)
             return after
 

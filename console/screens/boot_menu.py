@@ -12,12 +12,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
-from ..widgets.plain import Plain
 from textual.widgets import Footer, Static
 
 from core.units import human
 
 from ..widgets.disk_list import DiskHeader, DiskList, health_text
+from ..widgets.plain import Plain
 
 BANNER = "SANBOS  Maintenance Mode  --  SAN install volume group boot"
 

@@ -7,11 +7,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from ..widgets.plain import Plain
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..widgets.disk_list import health_text
+from ..widgets.plain import Plain
 
 
 class BootListScreen(Screen[list | None]):

@@ -8,9 +8,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from ..widgets.plain import Plain
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
+
+from ..widgets.plain import Plain
 
 
 @dataclass

@@ -11,8 +11,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from ..widgets.plain import Plain
 from textual.widgets import Footer, Input, Static
+
+from ..widgets.plain import Plain
 
 
 class ConfirmScreen(ModalScreen[bool]):

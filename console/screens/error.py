@@ -10,10 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from ..widgets.plain import Plain
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 
 from core import errors as E
+
+from ..widgets.plain import Plain
 
 
 class NotAvailableError(E.SanbosError):

@@ -286,15 +286,6 @@ async def recover_flow(app, ctx: FlowContext) -> bool:
     return True
 
 
-def call(fn: Callable, **kwargs) -> Any:
-    """Call an engine function with the keyword arguments it accepts."""
-    import inspect
-    params = inspect.signature(fn).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return fn(**kwargs)
-    return fn(**{k: v for k, v in kwargs.items() if k in params})
-
-
 # -- 3. add OPPs (Figure 6) -----------------------------------------------------------------
 
 def _check_files(text: str) -> str | None:

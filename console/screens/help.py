@@ -6,8 +6,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer
+
 from ..widgets.plain import Plain
-from textual.widgets import Footer, Static
 
 GUIDE = """\
 How to work

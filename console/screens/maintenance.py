@@ -15,7 +15,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from ..widgets.plain import Plain
 from textual.widgets import Footer, Log, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
@@ -24,6 +23,7 @@ from core.units import human
 
 from ..messages import ImportDone
 from . import flows
+from ..widgets.plain import Plain
 
 
 class MaintenanceScreen(Screen[None]):

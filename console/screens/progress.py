@@ -21,13 +21,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from ..widgets.plain import Plain
 from textual.widgets import Footer, Log, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
 from core.errors import SanbosError
 
 from ..messages import FlowFinished, StepLog, StepProgress
+from ..widgets.plain import Plain
 
 
 class Cancelled(SanbosError):

@@ -12,12 +12,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from ..widgets.plain import Plain
 from textual.widgets import Footer, Static
 
 from core.units import human
 
 from ..widgets.disk_list import DiskHeader, DiskList
+from ..widgets.plain import Plain
 
 class TargetScreen(Screen[list | None]):
     CSS_PATH = "target.tcss"

@@ -277,3 +277,21 @@ def test_truncated_pv_disk_is_named_as_the_reason_a_pv_is_missing(tmp_path: Path
     check = sanbos("vg", "check", "v", fabric=f)
     assert check.returncode == 1 and f"{d[1]}: GPT partition 3 has a bad extent" in check.stdout
     assert sums(f) == before
+
+
+def test_list_edit_refusals_name_the_machine_and_list(tmp_path: Path) -> None:
+    db = str(tmp_path / "r.db")
+    m = "naa.600a0b800000000000000000000000aa"
+    assert sanbos("machine", "add", m, "--registry", db).returncode == 0
+    refused(sanbos("machine", "dev-remove", m, "boot", "7", "--mode", "normal", "--registry", db), 1,
+            f"machine {m} boot list (normal)", "the list is empty")
+    refused(sanbos("machine", "dev-move", m, "primary", "1", "2", "--registry", db), 1,
+            f"machine {m} primary list", "the list is empty")
+
+
+def test_fabric_add_needs_a_disk(tmp_path: Path) -> None:
+    f = fab.create(tmp_path / "f", 1, 16 * MiB)
+    manifest = f.manifest.read_bytes()
+    refused(sanbos("fabric", "add", str(f.root), "--disks", "0"), 2, str(f.root), "at least one disk")
+    refused(sanbos("fabric", "add", str(f.root), "--image", str(tmp_path)), 1, str(tmp_path), "is a directory")
+    assert f.manifest.read_bytes() == manifest

@@ -157,14 +157,6 @@ class Report:
 
 # -- helpers ------------------------------------------------------------------
 
-def _pv_of_leg(vgo: vgmod.VolumeGroup, lv, leg: int) -> str:
-    seg = lv.segments[0]
-    if seg.base_type == "raid1":
-        sub = vgo.vg.lv(seg.images[leg])
-        return sub.segments[0].stripes[0][0]
-    return seg.stripes[0][0]
-
-
 def _legs(vgo: vgmod.VolumeGroup) -> dict[str, tuple[int, str]]:
     """raw PV UUID -> (leg index, GRUB device) for bootlv."""
     lv = vgo.lv(BOOT_LV)

@@ -69,6 +69,16 @@ async def loaded(app, pilot):
     await pilot.pause()
 
 
+async def until(pilot, cond, timeout: float = 10.0) -> None:
+    """Poll (the machine is shared: one pause is not always enough)."""
+    import asyncio
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        assert loop.time() < end, "condition not met in time"
+        await pilot.pause(0.05)
+
+
 async def test_boot_menu_lists_install_vg_disks(disks):
     app = SanbosApp(disks=disks)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -191,8 +201,7 @@ async def test_help_screen_lists_keys(disks):
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(app, pilot)
         await pilot.press("f1")
-        await pilot.pause()
-        assert isinstance(app.screen, HelpScreen)
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         text = app.screen.keys_text
         for key in ("Enter", "Tab", "F5", "F4", "F10", "boot-menu.view", "disk-list.select", "app.quit"):
             assert key in text
@@ -240,10 +249,9 @@ async def test_keys_can_be_remapped_by_id(disks):
     app = SanbosApp(disks=disks, keymap={"app.help": "f3", "boot-menu.rescan": "f6"})
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(app, pilot)
-        assert "F3 Help" in app.screen_text()
+        await until(pilot, lambda: "F3 Help" in app.screen_text())
         await pilot.press("f3")
-        await pilot.pause()
-        assert isinstance(app.screen, HelpScreen)
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
 
 
 async def test_failing_listing_worker_becomes_error_screen(tmp_path, monkeypatch):

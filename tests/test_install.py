@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core import demoparts, ext4, install, repo, vg
+from core import demoparts, ext4, install, inventory, repo, vg
 from core import fabric as fab
 from core.disk import DiskRef
 from core.errors import NotFoundError, SpaceError, UnsafeDiskError, UsageError
@@ -105,7 +105,7 @@ def test_real_lvm2_sees_root_vg(fabric, tar_install, loopdev):
 def test_later_opp_install(fabric, tar_install, tmp_path):
     """Seed 0056: add a product to the install VG, then install it onto the installed system."""
     lun, _ = tar_install
-    members = [d.ref for d in install.install_vg_disks("instvg", __import__("core.inventory").inventory.list_disks(fabric.root))]
+    members = [d.ref for d in install.install_vg_disks("instvg", inventory.list_disks(fabric.root))]
     deb = demoparts.opp_deb(tmp_path, "sanbos-demo-later", "3.1", depends=["sanbos-demo-tools (>= 1.0)"])
     repo.add_opps("instvg", members, [deb])
     rc, text = _cli("opp", "install", "--from", "instvg", "--target", lun.wwn, "sanbos-demo-later",
@@ -160,15 +160,23 @@ def test_refuses_unknown_bos_and_opp(fabric):
     _refused(fabric, lun, NotFoundError, "OPP 'no-such-opp' is not in the repository", opps=["no-such-opp"])
 
 
-def test_refuses_missing_dependency(fabric, tmp_path):
+def test_refuses_missing_dependency(fabric, tar_install, tmp_path):
     lun = fabric.luns[5]
-    disks = __import__("core.inventory").inventory.list_disks(fabric.root)
+    disks = inventory.list_disks(fabric.root)
     members = [d.ref for d in install.install_vg_disks("instvg", disks)]
     deb = demoparts.opp_deb(tmp_path, "sanbos-demo-orphan", "1.0", depends=["sanbos-not-in-repo (>= 2)"])
     repo.add_opps("instvg", members, [deb])
     _refused(fabric, lun, install.DependencyError,
              r"sanbos-demo-orphan 1.0 needs sanbos-not-in-repo \(>= 2\).*nothing was written",
              opps=["sanbos-demo-orphan"])
+    # the same refusal for a later product install onto an installed system
+    done = tar_install[0]
+    before = sha256_file(done.path)
+    with pytest.raises(install.DependencyError, match="sanbos-not-in-repo"):
+        install.opp_install("instvg", done.wwn, ["sanbos-demo-orphan"], fabric=fabric.root)
+    with pytest.raises(NotFoundError, match="OPP 'no-such-opp' is not in"):
+        install.opp_install("instvg", done.wwn, ["no-such-opp"], fabric=fabric.root)
+    assert sha256_file(done.path) == before
 
 
 def test_cli_errors_are_one_line(fabric, capsys):

@@ -160,6 +160,13 @@ class ImageInfo:
                 "manifest": self.manifest, "files": self.files, "problems": self.problems}
 
 
+def _check_cmdline(cmdline: str | None) -> str:
+    cmdline = (DEFAULT_CMDLINE if cmdline is None else cmdline).strip()
+    if "\n" in cmdline or '"' in cmdline or "$" in cmdline:
+        raise UsageError("cmdline: must be one line without quotes or '$' (GRUB would interpret them)")
+    return cmdline
+
+
 def build(kernel: str | os.PathLike[str], initrd: str | os.PathLike[str], cmdline: str | None,
           out: str | os.PathLike[str], *, source: str = "", size: int | None = None) -> ImageInfo:
     """Pack ``kernel`` + ``initrd`` + ``cmdline`` into the ext2 boot image ``out``.
@@ -169,9 +176,7 @@ def build(kernel: str | os.PathLike[str], initrd: str | os.PathLike[str], cmdlin
     by default it is the content plus room for file-system overhead, rounded
     up to MiB.
     """
-    cmdline = (DEFAULT_CMDLINE if cmdline is None else cmdline).strip()
-    if "\n" in cmdline or '"' in cmdline or "$" in cmdline:
-        raise UsageError("cmdline: must be one line without quotes or '$' (GRUB would interpret them)")
+    cmdline = _check_cmdline(cmdline)
     kver = validate_kernel(kernel)
     ikind = validate_initrd(initrd)
     out = output_file(out, "boot image")
@@ -360,6 +365,8 @@ def demo(out: str | os.PathLike[str], *, cache: str | os.PathLike[str] | None = 
          cmdline: str | None = None, progress: Progress | None = None) -> ImageInfo:
     """The demo maintenance boot image: Debian kernel + busybox demo initramfs."""
     progress = progress or _noprogress
+    _check_cmdline(cmdline)              # refuse bad arguments before fetching and building
+    output_file(out, "boot image")
     progress("fetching the Debian kernel", 0.0)
     k = debparts.kernel(cache)
     progress("building the busybox initramfs", 0.4)
@@ -483,6 +490,7 @@ def _iso_parts(iso: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> 
 def build_from_iso(iso: str | os.PathLike[str], cmdline: str | None, out: str | os.PathLike[str]) -> ImageInfo:
     """A boot image from an ISO's kernel and initramfs.  Without ``cmdline``,
     the ISO's own menu arguments are used (plus a serial console if it names none)."""
+    output_file(out, "boot image")      # before extracting anything from the ISO
     with tempfile.TemporaryDirectory(prefix="sanbos-iso.") as tmp:
         where, k, i = _iso_parts(iso, tmp)
         if cmdline is None:

@@ -90,7 +90,8 @@ def command(drives: Sequence[Drive], serial_log: str | os.PathLike[str], opts: O
     scsi = False
     for i, d in enumerate(drives):
         did = f"d{i}"
-        spec = f"file={d.path},format={d.format},if=none,id={did}"
+        path = str(d.path).replace(",", ",,")      # QEMU option syntax: a comma in a value is doubled
+        spec = f"file={path},format={d.format},if=none,id={did}"
         if d.readonly:
             spec += ",snapshot=on"
         argv += ["-drive", spec]
@@ -138,7 +139,8 @@ class Machine:
     def __init__(self, drives: Sequence[Drive], serial_log: str | os.PathLike[str],
                  opts: Options | None = None) -> None:
         self.serial_log = Path(serial_log)
-        self.argv = command(drives, self.serial_log, opts)
+        self.drives = list(drives)
+        self.argv = command(self.drives, self.serial_log, opts)
         self.proc: subprocess.Popen | None = None
         self.started = 0.0
         self.stderr_path = self.serial_log.with_suffix(self.serial_log.suffix + ".stderr")
@@ -149,6 +151,9 @@ class Machine:
 
     def start(self) -> "Machine":
         exe = which(QEMU)
+        for d in self.drives:
+            if "://" not in str(d.path) and not os.path.exists(d.path):
+                raise NotFoundError(f"drive {d.path}: no such disk image or device; QEMU not started")
         self.serial_log.parent.mkdir(parents=True, exist_ok=True)
         self.serial_log.write_bytes(b"")
         self._err = open(self.stderr_path, "wb")

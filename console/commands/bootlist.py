@@ -56,12 +56,16 @@ def _set(args: argparse.Namespace) -> int:
     if args.file and args.devices:
         raise UsageError("give devices on the command line or -f FILE, not both")
     if args.file:
+        from core.tools import input_file
         try:
-            text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
+            if args.file == "-":
+                text = sys.stdin.read()
+            else:
+                text = input_file(args.file, "boot list file").read_text(encoding="utf-8")
         except OSError as e:
-            raise UsageError(f"cannot read {args.file}: {e.strerror or e}") from None
+            raise UsageError(f"boot list file {args.file}: cannot read it: {e.strerror or e}") from None
         except UnicodeDecodeError:
-            raise UsageError(f"{args.file} is not UTF-8 text") from None
+            raise UsageError(f"boot list file {args.file}: not UTF-8 text") from None
         devs = reg.parse_bootlist(text)
     else:
         devs = reg.parse_device_words(args.devices)

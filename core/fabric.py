@@ -169,12 +169,8 @@ def create(root: str | os.PathLike[str], disks: int, size: int, name: str | None
         raise UsageError(f"disk size {size} is too small or not a multiple of 512 (minimum 8 MiB)")
     if (root / MANIFEST).exists():
         raise FabricError(f"{root}: already holds a fabric ({MANIFEST}); use 'sanbos fabric add' to grow it")
-    if root.exists() and not root.is_dir():
-        raise FabricError(f"{root}: exists and is not a directory; give a new or empty directory for the fabric")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise FabricError(f"{root}: cannot create the fabric directory: {e.strerror or e}") from None
+    from .tools import make_dir
+    make_dir(root, "fabric")
     fabric = Fabric(root=root, name=name or root.name, luns=[], array_id=_new_array_id())
     add(fabric, disks, size)
     return fabric

@@ -76,13 +76,19 @@ def output_file(path: str | os.PathLike[str], what: str) -> Path:
         raise UsageError(f"{what} {p}: is a directory; give a file name")
     if p.exists() and not p.is_file():
         raise UsageError(f"{what} {p}: exists and is not a regular file")
-    parent = p.parent
-    if parent.exists() and not parent.is_dir():
-        raise UsageError(f"{what} {p}: {parent} is not a directory")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"{what} {p}: cannot create its directory {parent}: {e.strerror or e}") from None
+    parent = make_dir(p.parent, f"{what} {p}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{what} {p}: directory {parent} is not writable")
     return p
+
+
+def make_dir(d: str | os.PathLike[str], what: str) -> Path:
+    """Directory ``d`` (created with its parents if missing); ``what`` names it in errors."""
+    d = Path(d)
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"{what}: {d} exists and is not a directory")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{what}: cannot create the directory {d}: {e.strerror or e}") from None
+    return d

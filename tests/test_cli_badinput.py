@@ -77,7 +77,7 @@ def test_missing_and_corrupt_fabric(tmp_path: Path) -> None:
 def test_fabric_create_over_a_file(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("keep me")
-    refused(sanbos("fabric", "create", str(blocker)), 1, str(blocker), "is not a directory")
+    refused(sanbos("fabric", "create", str(blocker)), 2, str(blocker), "is not a directory")
     assert blocker.read_text() == "keep me"
     refused(sanbos("fabric", "create", str(tmp_path / "g"), "--size", "12Q"), 2, "not a size: '12Q'")
     assert not (tmp_path / "g").exists()

@@ -241,6 +241,7 @@ async def test_theme_toggle(disks):
     async with vt.run_test(size=(80, 24)) as pilot:
         await loaded(vt, pilot)
         assert vt.theme == "ansi-dark"
+        shot(vt, "boot_menu_vt")                 # the Linux-console theme (SVG colours approximate the VT's)
         await pilot.press("f4")
         assert vt.theme == "ansi-light"
 

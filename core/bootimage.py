@@ -244,10 +244,11 @@ def inspect(image: str | os.PathLike[str] | ext4.Target, *, deep: bool = True) -
     else:
         try:
             manifest = json.loads(ext4.read_file(target, "/" + MANIFEST))
-            if manifest.get("format") != FORMAT:
-                problems.append(f"{MANIFEST} is not a {FORMAT} manifest")
         except (ValueError, ToolError) as e:
             problems.append(f"{MANIFEST} is unreadable ({e})")
+        problems += _manifest_problems(manifest)
+        if not isinstance(manifest, dict):
+            manifest = {}
     files: dict[str, int] = {}
     for n in (KERNEL, INITRD, CMDLINE, SUMS):
         if n not in names:
@@ -268,6 +269,23 @@ def inspect(image: str | os.PathLike[str] | ext4.Target, *, deep: bool = True) -
             problems.append(f"{KERNEL} is not a bzImage")
     sha = _sha256_target(target)
     return ImageInfo(path=label, size=target.size, sha256=sha, manifest=manifest, files=files, problems=problems)
+
+
+def _manifest_problems(m: object) -> list[str]:
+    """What is wrong with a parsed manifest's shape (a damaged one must not pass, nor crash a reader)."""
+    if not isinstance(m, dict):
+        return [f"{MANIFEST} is not a JSON object"]
+    if m.get("format") != FORMAT:
+        return [f"{MANIFEST} is not a {FORMAT} manifest"]
+    out = []
+    for key in ("kernel", "initrd"):
+        part = m.get(key)
+        if not isinstance(part, dict) or not isinstance(part.get("size"), int) \
+                or not isinstance(part.get("sha256"), str):
+            out.append(f"{MANIFEST}: its {key!r} entry is damaged (needs size and sha256)")
+    if not isinstance(m.get("cmdline"), str):
+        out.append(f"{MANIFEST}: its 'cmdline' is not text")
+    return out
 
 
 def check(image: str | os.PathLike[str] | ext4.Target) -> ImageInfo:

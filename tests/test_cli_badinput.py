@@ -295,3 +295,29 @@ def test_fabric_add_needs_a_disk(tmp_path: Path) -> None:
     refused(sanbos("fabric", "add", str(f.root), "--disks", "0"), 2, str(f.root), "at least one disk")
     refused(sanbos("fabric", "add", str(f.root), "--image", str(tmp_path)), 1, str(tmp_path), "is a directory")
     assert f.manifest.read_bytes() == manifest
+
+
+@pytest.mark.parametrize("manifest, problem", [
+    (b"[]", "sanbos-boot.json is not a JSON object"),
+    (b'{"format": "sanbos-bootimage", "kernel": "x", "initrd": {"size": "big"}, "cmdline": "quiet"}',
+     "its 'kernel' entry is damaged"),
+])
+def test_bootimage_with_a_damaged_manifest_is_reported_not_a_traceback(tmp_path: Path, manifest, problem) -> None:
+    require_tool("mke2fs", "debugfs")
+    from core import ext4
+    kernel, initrd = _fake_parts(tmp_path)
+    img = tmp_path / "boot.img"
+    assert sanbos("bootimage", "build", "--kernel", str(kernel), "--initrd", str(initrd), "-o", str(img),
+                  "--json").returncode == 0
+    (tmp_path / "m.json").write_bytes(manifest)
+    ext4.write_file(ext4.Target(img, 0, img.stat().st_size, name=str(img)), tmp_path / "m.json",
+                    "/sanbos-boot.json", replace=True)
+    for extra in ([], ["--json"]):
+        res = sanbos("bootimage", "inspect", str(img), *extra)
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+        assert problem in res.stderr + res.stdout
+    f = fab.create(tmp_path / "f", 1, 64 * MiB)
+    assert sanbos("vg", "create", "v", "--disk", f.luns[0].wwn, fabric=f).returncode == 0
+    before = sums(f)
+    refused(sanbos("bootcopy", "mirror", "v", "--image", str(img), "-q", fabric=f), 1, f"boot image {img}", problem)
+    assert sums(f) == before

@@ -43,11 +43,18 @@ def _show(info: bootimage.ImageInfo, as_json: bool) -> int:
         return 0 if info.ok else 1
     m = info.manifest
     print(f"boot image {info.path}: {human(info.size)}, sha256 {info.sha256}")
-    k, r = m.get("kernel", {}), m.get("initrd", {})
+
+    def part(key: str) -> dict:   # a damaged manifest is listed under PROBLEM, and still printed
+        v = m.get(key)
+        return v if isinstance(v, dict) else {}
+
+    def size(d: dict) -> str:
+        return human(d["size"]) if isinstance(d.get("size"), int) else "?"
+    k, r = part("kernel"), part("initrd")
     if k:
-        print(f"  kernel  {k.get('version') or '?'}  {human(int(k.get('size', 0)))}  {k.get('sha256', '')}")
+        print(f"  kernel  {k.get('version') or '?'}  {size(k)}  {k.get('sha256', '')}")
     if r:
-        print(f"  initrd  {r.get('format', '?')}  {human(int(r.get('size', 0)))}  {r.get('sha256', '')}")
+        print(f"  initrd  {r.get('format', '?')}  {size(r)}  {r.get('sha256', '')}")
     print(f"  cmdline {m.get('cmdline', '')}")
     if m.get("source"):
         print(f"  source  {m['source']}")

@@ -722,3 +722,26 @@ def console_argv(kparts: KernelParts, initrd: Path, disks: Sequence[GuestDisk], 
                      append=f"sanbos.mode=console sanbos.rows={rows} sanbos.cols={cols}")
     argv[argv.index(f"file:{marker}")] = "stdio"
     return argv
+
+
+MAINTENANCE_CMDLINE = "console=ttyS0,115200 quiet loglevel=3 panic=-1 sanbos.mode=console sanbos.rows=30 sanbos.cols=100"
+
+
+def build_maintenance_image(out: str | os.PathLike[str], *, kernel: KernelParts | None = None,
+                            cmdline: str = MAINTENANCE_CMDLINE, cache: str | os.PathLike[str] | None = None,
+                            progress=None):
+    """The generic maintenance boot image (``core.bootimage`` format: ext2 with vmlinuz,
+    initrd.img, cmdline, SHA256SUMS, manifest) whose initramfs runs ``sanbos console``
+    on the serial console; ``core.bootcopy.mirror`` puts it on every boot disk.
+    Returns the ``bootimage.ImageInfo``."""
+    from . import bootimage
+
+    say = progress or (lambda msg, frac=None: None)
+    kparts = kernel or kernel_parts(cache)
+    say(f"kernel {kparts.version}", 0.05)
+    with tempfile.TemporaryDirectory(prefix="sanbos-maint.") as tmp:
+        initrd = build_maintenance_initrd(kparts, Path(tmp) / "initrd.img", cache=cache)
+        say(f"maintenance initramfs {initrd.stat().st_size / 2**20:.1f} MiB (python3.11, sanbos, tools)", 0.8)
+        info = bootimage.build(kparts.vmlinuz, initrd, cmdline, out, source="sanbos maintenance image")
+    say(f"maintenance boot image {out}", 1.0)
+    return info

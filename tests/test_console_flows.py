@@ -527,12 +527,27 @@ async def test_recover_root_vg_fixes_the_boot_side(fabric):
     assert rootlv_sha() == before                       # user data untouched
 
 
-async def test_cancel_a_real_install_leaves_the_install_vg_intact(fabric):
+async def test_cancel_a_real_install_leaves_the_install_vg_intact(fabric, monkeypatch):
     """Escape during a real BOS install: asks, stops at the next safe point; the install VG is
-    untouched (it is only read) and the target can be installed again afterwards."""
+    untouched (it is only read) and the target can be installed again afterwards.
+
+    The real install runs; its first progress report waits until the operator has answered
+    the question, so a fast machine cannot finish the install before the cancel lands."""
+    import threading
+
     from core import bootcopy, install
     from core import vg as vgmod
     target = fabric.luns[5]
+    real_install = install.install
+    answered = threading.Event()
+
+    def gated(*args, progress=None, **kwargs):
+        def report(message, fraction=None):
+            progress(message, fraction)
+            answered.wait(60)
+        return real_install(*args, progress=report, **kwargs)
+
+    monkeypatch.setattr(install, "install", gated)
     app = SanbosApp(fabric.root)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_menu(app, pilot, fabric)
@@ -553,6 +568,8 @@ async def test_cancel_a_real_install_leaves_the_install_vg_intact(fabric):
         await pilot.press("escape")
         await wait_for(app, pilot, AskScreen)
         await pilot.press("y")
+        await pilot.pause()
+        answered.set()
         await wait_for(app, pilot, ResultScreen, timeout=300)
         text = app.screen_text()
         assert "CANCELLED" in text, text
@@ -560,8 +577,8 @@ async def test_cancel_a_real_install_leaves_the_install_vg_intact(fabric):
     assert bootcopy.verify(VG, members(fabric), check_grub=False).ok
     report = vgmod.check(VG, members(fabric))
     assert report.clean, str(report)
-    res = install.install(VG, "sanbos-demo-bos", target.wwn, [], fabric=str(fabric.root),
-                          force_ids=[target.wwn])        # a half-written target is re-installable
+    res = real_install(VG, "sanbos-demo-bos", target.wwn, [], fabric=str(fabric.root),
+                       force_ids=[target.wwn])           # a half-written target is re-installable
     assert "installed" in str(res)
 
 

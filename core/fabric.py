@@ -170,9 +170,18 @@ def create(root: str | os.PathLike[str], disks: int, size: int, name: str | None
     if (root / MANIFEST).exists():
         raise FabricError(f"{root}: already holds a fabric ({MANIFEST}); use 'sanbos fabric add' to grow it")
     from .tools import make_dir
+    made = not root.exists()
     make_dir(root, "fabric")
     fabric = Fabric(root=root, name=name or root.name, luns=[], array_id=_new_array_id())
-    add(fabric, disks, size)
+    try:
+        add(fabric, disks, size)
+    except BaseException:
+        if made:   # add() removed its images; leave no empty directory behind either
+            try:
+                root.rmdir()
+            except OSError:
+                pass
+        raise
     return fabric
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 from .errors import UsageError
 
@@ -11,6 +12,8 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 TiB = 1024 * GiB
 SECTOR = 512
+#: the largest size anything takes: a file offset is a signed 64-bit number
+MAX_SIZE = 2**63 - 1
 
 _SUFFIX = {"": 1, "B": 1, "K": KiB, "M": MiB, "G": GiB, "T": TiB, "S": SECTOR}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTS]?)(?:I?B)?\s*$", re.IGNORECASE)
@@ -21,14 +24,20 @@ def parse_size(text: str | int) -> int:
     if isinstance(text, int):
         if text < 0:
             raise UsageError(f"size must not be negative: {text}")
+        if text > MAX_SIZE:
+            raise UsageError(f"size {text} is too large (at most {human(MAX_SIZE)})")
         return text
     m = _SIZE_RE.match(str(text))
+    if len(text) > 40:
+        text = text[:40] + "..."       # the message stays one readable line
     if not m:
         raise UsageError(f"not a size: {text!r} (use e.g. 512M, 2G, 4096)")
     number, suffix = m.group(1), m.group(2).upper()
-    value = float(number) * _SUFFIX[suffix]
-    if value != int(value):
+    value = Fraction(number) * _SUFFIX[suffix]          # exact: no float rounding or overflow
+    if value.denominator != 1:
         raise UsageError(f"size {text!r} is not a whole number of bytes")
+    if value > MAX_SIZE:
+        raise UsageError(f"size {text!r} is too large (at most {human(MAX_SIZE)})")
     return int(value)
 
 

@@ -321,3 +321,16 @@ def test_bootimage_with_a_damaged_manifest_is_reported_not_a_traceback(tmp_path:
     before = sums(f)
     refused(sanbos("bootcopy", "mirror", "v", "--image", str(img), "-q", fabric=f), 1, f"boot image {img}", problem)
     assert sums(f) == before
+
+
+def test_absurd_sizes(tmp_path: Path) -> None:
+    huge = "9" * 400
+    refused(sanbos("fabric", "create", str(tmp_path / "g"), "--size", huge), 2, "is too large")
+    refused(sanbos("fabric", "create", str(tmp_path / "g"), "--size", "8000000T"), 1, "lun00.img", "too large")
+    assert not (tmp_path / "g").exists()        # no half-made fabric left behind
+    f = fab.create(tmp_path / "f", 1, 64 * MiB)
+    assert sanbos("vg", "create", "v", "--disk", f.luns[0].wwn, fabric=f).returncode == 0
+    before = sums(f)
+    line = refused(sanbos("lv", "create", "v", "l", "--size", huge + "T", fabric=f), 2, "is too large")
+    assert len(line) < 200
+    assert sums(f) == before

@@ -98,7 +98,7 @@ def _create(args: argparse.Namespace) -> int:
     from core import vg as vgops
     from core.errors import LVMError
     listed, disks, force = _named(args)
-    existing = [d.id for d in listed if d.vg_name == args.name]
+    existing = [d.id for d in listed if d.membership == f"pv:{args.name}"]
     if existing:
         raise LVMError(f"a VG named {args.name} already exists (on {', '.join(existing)}); choose another name")
     r = vgops.create(args.name, disks, force_ids=force, dry_run=args.dry_run,

@@ -162,7 +162,7 @@ class ImageInfo:
 
 def _check_cmdline(cmdline: str | None) -> str:
     cmdline = (DEFAULT_CMDLINE if cmdline is None else cmdline).strip()
-    if "\n" in cmdline or '"' in cmdline or "$" in cmdline:
+    if any(ord(c) < 32 for c in cmdline) or '"' in cmdline or "$" in cmdline:
         raise UsageError("cmdline: must be one line without quotes or '$' (GRUB would interpret them)")
     return cmdline
 
@@ -285,6 +285,11 @@ def _manifest_problems(m: object) -> list[str]:
             out.append(f"{MANIFEST}: its {key!r} entry is damaged (needs size and sha256)")
     if not isinstance(m.get("cmdline"), str):
         out.append(f"{MANIFEST}: its 'cmdline' is not text")
+    else:
+        try:
+            _check_cmdline(m["cmdline"])
+        except UsageError as e:
+            out.append(f"{MANIFEST}: {e}")
     return out
 
 

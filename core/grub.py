@@ -91,6 +91,9 @@ def config(copies: Sequence[Copy], cmdline: str, *, platform: str = "i386-pc", t
         raise UsageError(f"GRUB platform {platform!r}: choose one of {', '.join(PLATFORMS)}")
     if not copies:
         raise UsageError("a GRUB boot config needs at least one boot copy")
+    if any(ord(c) < 32 or ord(c) == 127 for c in cmdline):
+        raise UsageError(f"kernel command line {cmdline[:60]!r} has control characters (a newline would start "
+                         "a GRUB command)")
     for word in cmdline.split():
         if any(c in word for c in "\"'$;{}\\`"):
             raise UsageError(f"kernel command line word {word!r} has characters GRUB would interpret")

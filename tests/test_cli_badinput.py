@@ -301,6 +301,9 @@ def test_fabric_add_needs_a_disk(tmp_path: Path) -> None:
     (b"[]", "sanbos-boot.json is not a JSON object"),
     (b'{"format": "sanbos-bootimage", "kernel": "x", "initrd": {"size": "big"}, "cmdline": "quiet"}',
      "its 'kernel' entry is damaged"),
+    # a command line that would smuggle a second GRUB command into every boot disk's grub.cfg
+    (b'{"format": "sanbos-bootimage", "kernel": {"size": 1, "sha256": "x"}, "initrd": {"size": 1, "sha256": "x"},'
+     b' "cmdline": "quiet\\nhalt"}', "cmdline: must be one line"),
 ])
 def test_bootimage_with_a_damaged_manifest_is_reported_not_a_traceback(tmp_path: Path, manifest, problem) -> None:
     require_tool("mke2fs", "debugfs")

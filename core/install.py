@@ -214,7 +214,9 @@ def unpack_opp(package: str | os.PathLike[str], root: str | os.PathLike[str], *,
     Returns the record: name, version, summary, depends, files.
     """
     package, root = Path(package), Path(root)
-    if package.name.endswith(".deb") or package.read_bytes()[:8] == b"!<arch>\n":
+    with open(package, "rb") as fh:
+        magic = fh.read(8)
+    if package.name.endswith(".deb") or magic == b"!<arch>\n":
         fields = _deb_fields(package)
         res = run(["dpkg-deb", "--vextract", str(package), str(root)], what=f"dpkg-deb -x {package.name}")
         files = [l.strip()[1:] if l.strip().startswith(".") else l.strip()
@@ -873,8 +875,10 @@ def _prepared(from_vg, bos, target, opps, *, fabric, force_ids, root_vg, root_si
         opp_bytes = sum(src.opp_size(o.name) for o in choices)
         content = b.content + opp_bytes + 40 * MiB   # kernel + initramfs kept in /boot as well
         # sizes: GPT layout + metadata + boot LV + root LV
-        need_root = root_lv_size(content, content * 100 + (1 << 50), root_size) if root_size else \
-            max(MIN_ROOT_SIZE, align_up(content + content // 4 + 16 * MiB, MiB))
+        # the smallest root LV the content fits in (or the size asked for)
+        need_root = root_size or max(MIN_ROOT_SIZE, align_up(content + content // 4 + 16 * MiB, MiB))
+        if root_size:
+            root_lv_size(content, root_size, root_size)   # refuses a size too small for the content
         min_disk = gpt.LVM_START + 4 * MiB + BOOT_LV_SIZE + need_root + 8 * MiB
         forced = safety.require_safe(tgt.ref, list(force_ids), min_size=min_disk)
         free = align_down_mib(tgt.size - gpt.LVM_START - 2 * MiB - 4 * MiB) - BOOT_LV_SIZE - 8 * MiB

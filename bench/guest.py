@@ -1,15 +1,22 @@
-"""Benchmark of the real-LVM2 maintenance guest (QEMU TCG).
+"""Benchmark of the QEMU guests (TCG): the real-LVM2 guest and the maintenance image.
 
-Prints the initramfs size (base archive and with a script), the time to
-build it, and the time from QEMU start to the guest's report (boot, load
-modules, scan, activate a VG with real device-mapper, power off).
+Prints:
+- the LVM guest's initramfs size and the time from QEMU start to its report
+  after real LVM2 activated a 4-disk sanbos VG with raid1 LVs (boot, load
+  modules, scan, vgchange -ay, lvs, power off);
+- the maintenance image's initramfs and boot-image sizes, and the time from
+  QEMU start to the first screen of ``sanbos console`` on the serial line
+  (direct kernel boot, and through SeaBIOS + GRUB + hashsum from an
+  install-VG disk's boot copy);
+- the BOS install on the host (for comparison with the in-guest install).
 
-    .venv/bin/python bench/guest.py [--runs N] [--kvm]
+    .venv/bin/python bench/guest.py [--runs N] [--kvm] [--no-console] [--no-install]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -21,11 +28,96 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core import guest  # noqa: E402
 from core.errors import SanbosError  # noqa: E402
 
+MiB = 1 << 20
+
+
+def lvm_guest(k, tmp: Path, runs: int, kvm: bool) -> None:
+    from core import fabric as fab
+    from core import vg as vgmod
+    from core.disk import DiskRef
+
+    f = fab.create(tmp / "fabric", 4, 128 * MiB)
+    refs = [DiskRef(l.wwn, l.path) for l in f.luns]
+    vgmod.create("benchvg", refs)
+    vgmod.lv_create("benchvg", refs, "bootlv", 8 * MiB, type="raid1", pvs=[r.id for r in refs])
+    vgmod.lv_create("benchvg", refs, "instlv", 40 * MiB, type="raid1", pvs=[r.id for r in refs[:2]])
+    script = ("lvm vgchange -ay benchvg >&2 && lvm vgmknodes benchvg >&2 && "
+              "lvm lvs --noheadings -o lv_name,copy_percent benchvg")
+    times, size = [], 0
+    for i in range(runs):
+        r = guest.run_lvm_guest([guest.GuestDisk(l.path, l.serial) for l in f.luns], script, 300, kernel=k,
+                                kvm=kvm, workdir=tmp / f"lvm{i}")
+        if r.rc != 0 or "instlv" not in r.report:
+            raise SanbosError(f"LVM guest run {i} failed: {r.console[-500:]}")
+        times.append(r.seconds)
+        size = r.initrd_size
+    print(f"LVM guest initrd: {size / MiB:.2f} MiB")
+    print(f"LVM guest, QEMU start to report after real raid1 activation ({'KVM' if kvm else 'TCG'}): "
+          f"median {statistics.median(times):.2f} s, min {min(times):.2f} s over {runs} run(s)")
+
+
+def _first_screen(argv: list[str], want: str, timeout: float = 400) -> float:
+    import pexpect
+
+    t0 = time.monotonic()
+    child = pexpect.spawn(argv[0], argv[1:], timeout=timeout, dimensions=(30, 100))
+    try:
+        buf = b""
+        esc = re.compile(rb"\x1b\[[0-9;?<>=$]*[ -/]*[@-~]")
+        while want.encode() not in esc.sub(b"", buf):
+            buf += child.read_nonblocking(65536, timeout=timeout)
+        return time.monotonic() - t0
+    finally:
+        child.terminate(force=True)     # this QEMU's PID only
+        child.close(force=True)
+
+
+def maintenance(k, tmp: Path, kvm: bool) -> None:
+    from core import bootcopy, qemu
+    from core import fabric as fab
+    from core import vg as vgmod
+    from core.disk import DiskRef
+
+    t0 = time.monotonic()
+    info = guest.build_maintenance_image(tmp / "maintenance.img", kernel=k)
+    print(f"maintenance boot image: {info.size / MiB:.1f} MiB (initrd {info.files['initrd.img'] / MiB:.1f} MiB, "
+          f"kernel {info.files['vmlinuz'] / MiB:.1f} MiB), built in {time.monotonic() - t0:.1f} s "
+          "(the initramfs archive is cached per source tree)")
+    f = fab.create(tmp / "mfabric", 4, 256 * MiB)
+    refs = [DiskRef(l.wwn, l.path) for l in f.luns]
+    vgmod.create("instvg", refs)
+    bootcopy.mirror("instvg", refs, tmp / "maintenance.img")
+    disks = [guest.GuestDisk(l.path, l.serial) for l in f.luns]
+    initrd = guest.build_maintenance_initrd(k, tmp / "maint-initrd.img")
+    want = f"serial:{f.luns[3].serial}"
+    s = _first_screen(guest.console_argv(k, initrd, disks, kvm=kvm), want)
+    print(f"maintenance image, QEMU start to sanbos console's first screen, direct kernel boot "
+          f"({'KVM' if kvm else 'TCG'}): {s:.1f} s")
+    drives = [qemu.Drive(str(l.path), serial=l.serial, readonly=True, bootindex=1 if i == 2 else None)
+              for i, l in enumerate(f.luns)]
+    marker = tmp / "unused.log"
+    argv = qemu.command(drives, marker, qemu.Options(memory=1536, kvm=kvm))
+    argv[argv.index(f"file:{marker}")] = "stdio"
+    s = _first_screen(argv, want)
+    print(f"maintenance image, QEMU start to sanbos console's first screen, SeaBIOS + GRUB (hashsum of the "
+          f"copy) from install-VG disk 2 ({'KVM' if kvm else 'TCG'}): {s:.1f} s")
+
+
+def host_install(tmp: Path) -> None:
+    from core import demo, install
+
+    f = demo.create_demo(tmp / "demo", disks=4, size=256 * MiB, targets=1, progress=None)
+    t0 = time.monotonic()
+    install.install("instvg", "sanbos-demo-bos:tar", f.luns[4].wwn, ["sanbos-demo-tools"], fabric=f.root)
+    print(f"BOS install on the host (demo BOS + 2 OPPs + GRUB): {time.monotonic() - t0:.1f} s")
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--kvm", action="store_true", help="use KVM (hangs the Debian kernel on some hosts)")
+    ap.add_argument("--no-console", action="store_true", help="skip the maintenance image")
+    ap.add_argument("--no-install", action="store_true", help="skip the host install")
     args = ap.parse_args()
     try:
         t0 = time.monotonic()
@@ -34,26 +126,14 @@ def main() -> int:
         base = guest.build_base_initrd(k)
         t2 = time.monotonic()
         print(f"kernel {k.version}: fetched/unpacked in {t1 - t0:.1f} s (cached after the first run)")
-        print(f"base initrd {base.stat().st_size / 2**20:.2f} MiB, built in {t2 - t1:.1f} s (cached)")
+        print(f"LVM guest base initrd {base.stat().st_size / MiB:.2f} MiB, built in {t2 - t1:.1f} s (cached)")
         with tempfile.TemporaryDirectory(prefix="bench-guest.") as tmp:
-            disk = Path(tmp) / "blank.img"
-            with open(disk, "wb") as f:
-                f.truncate(64 * 2**20)
-            script = "lvm vgscan >/dev/null 2>&1; dmsetup targets; cat /proc/partitions"
-            times = []
-            size = 0
-            for i in range(args.runs):
-                r = guest.run_lvm_guest([disk], script, 300, kernel=k, kvm=args.kvm,
-                                        workdir=Path(tmp) / f"run{i}")
-                if r.rc != 0:
-                    print(f"run {i}: the guest script failed (rc {r.rc})", file=sys.stderr)
-                    return 1
-                times.append(r.seconds)
-                size = r.initrd_size
-                print(f"run {i}: QEMU start to report and power-off {r.seconds:.2f} s")
-        print(f"initrd with script {size / 2**20:.2f} MiB")
-        print(f"guest boot-to-report ({'KVM' if args.kvm else 'TCG'}): median {statistics.median(times):.2f} s, "
-              f"min {min(times):.2f} s over {len(times)} runs")
+            tmp = Path(tmp)
+            lvm_guest(k, tmp, args.runs, args.kvm)
+            if not args.no_console:
+                maintenance(k, tmp, args.kvm)
+            if not args.no_install:
+                host_install(tmp)
     except SanbosError as e:
         print(f"bench/guest.py: {e}", file=sys.stderr)
         return 1

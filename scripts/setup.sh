@@ -8,7 +8,7 @@ APT_PACKAGES=(
   lvm2 e2fsprogs parted libparted-dev pkg-config gdisk dosfstools mtools
   grub-pc-bin grub-efi-amd64-bin grub-common grub2-common
   qemu-system-x86 qemu-utils ovmf busybox-static xorriso kmod cpio
-  tmux udev chromium wrk
+  tmux udev chromium wrk console-setup-linux
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1166,8 +1166,9 @@ class RepoSource(Source):
             for child in dest.iterdir():
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
             # the file's blocks read straight from the leg (page-cache speed) into tar -x,
-            # hashed on the way (hashlib with SHA-NI is far faster than tar)
-            tar_cmd = ["tar", "-x", *_TAR_Z.get(e.compression or "none", []), "-f", "-", "-C", str(dest), *TAR_X]
+            # hashed on the way (hashlib with SHA-NI is far faster than tar); -B -b 2048: tar reads
+            # the pipe in 1 MiB records instead of 10 KiB ones
+            tar_cmd = ["tar", "-x", "-B", "-b", "2048", *_TAR_Z.get(e.compression or "none", []), "-f", "-", "-C", str(dest), *TAR_X]
             try:
                 runs = _file_runs(leg.target, "/" + e.file, e.size)
             except SanbosError as ex:
@@ -1175,6 +1176,11 @@ class RepoSource(Source):
                 continue
             h = hashlib.sha256()
             pipe = sp.Popen([shutil.which("tar") or "tar", *tar_cmd[1:]], stdin=sp.PIPE, stderr=sp.PIPE)
+            try:
+                import fcntl
+                fcntl.fcntl(pipe.stdin.fileno(), 1031, 1 << 20)   # F_SETPIPE_SZ: fewer wake-ups
+            except OSError:
+                pass
             try:
                 fd = os.open(leg.target.path, os.O_RDONLY)
                 try:

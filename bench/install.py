@@ -55,7 +55,7 @@ def timed(fn):
     return time.monotonic() - t0, out
 
 
-def bench_install(work: Path, size_mb: int, runs: int = 3) -> None:
+def bench_install(work: Path, size_mb: int, runs: int = 5) -> None:
     import statistics
     f = fab.create(work / "fabric", 2 + runs, 1 << 30)
     refs = [DiskRef(l.wwn, l.path) for l in f.luns[:2]]

@@ -395,7 +395,7 @@ def boot_and_report(kparts: KernelParts, initrd: Path, disks: Sequence[GuestDisk
             proc.kill()          # this exact process, nothing else
             proc.communicate()
             text = report.read_text(errors="replace")
-            raise GuestError(f"maintenance guest did not finish within {timeout:.0f} s; "
+            raise GuestError(f"QEMU guest ({wd}) did not finish within {timeout:.0f} s and was stopped; "
                              f"console ends: {_tail(console)}; report ends: {text[-300:]!r}") from None
     finally:
         if proc.poll() is None:
@@ -408,7 +408,7 @@ def boot_and_report(kparts: KernelParts, initrd: Path, disks: Sequence[GuestDisk
         raise ToolError(f"qemu-system-x86_64 failed (exit {proc.returncode}): "
                         f"{err.decode(errors='replace').strip()[-400:]}")
     if BEGIN_MARK not in raw:
-        raise GuestError(f"maintenance guest never reached its script; console ends: {_tail(console)}")
+        raise GuestError(f"QEMU guest ({wd}) never reached its script; console ends: {_tail(console)}")
     body = raw.split(BEGIN_MARK, 1)[1].lstrip("\n")
     rc = None
     m = re.search(re.escape(RC_MARK) + r"(\d+)@@", body)

@@ -9,6 +9,7 @@ APT_PACKAGES=(
   grub-pc-bin grub-efi-amd64-bin grub-common grub2-common
   qemu-system-x86 qemu-utils ovmf busybox-static xorriso kmod cpio
   tmux udev chromium wrk console-setup-linux
+  python3.11 libparted2 zstd xz-utils dpkg
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -636,3 +636,27 @@ def test_installed_root_vg_in_real_lvm2_guest(kparts, demo_fabric, tmp_path):
     assert prefix_shas(r.section("prefix:bootlv")) == {f"/dev/{rvg}/{install.BOOT_LV}": boot["sha256"]}
     sums = r.section("sumcheck:bootlv")
     assert kv_lines(sums).get("check") == "0" and sums.count(": OK") >= 3, sums
+
+
+# --------------------------------------------------------------------------
+# failures an operator (or CI) can meet
+
+
+def test_missing_disk_image_is_named(kparts, tmp_path):
+    with pytest.raises(guest.NotFoundError, match="no-such.img"):
+        guest.run_lvm_guest([tmp_path / "no-such.img"], "true", 60, kernel=kparts)
+
+
+def test_guest_that_does_not_finish_is_stopped_by_its_pid(kparts, tmp_path):
+    """A script that never ends: GuestError after the timeout, and the QEMU
+    process of this run (found by its unique work directory) is gone."""
+    wd = tmp_path / "hang"
+    with pytest.raises(guest.GuestError, match="did not finish within"):
+        guest.run_lvm_guest([], "sleep 100000", 25, kernel=kparts, workdir=wd)
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            assert str(wd).encode() not in cmd, f"QEMU {pid} of this run is still running"

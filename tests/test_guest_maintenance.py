@@ -122,6 +122,22 @@ echo "install=$?"
     assert "sanbos-demo-tools" in log and "sanbos-demo-base" in log
 
 
+def test_maintenance_guest_sees_scsi_disks_by_wwn(kparts, demo_fabric, maintenance_initrd, tmp_path):
+    """SCSI disks (virtio-scsi) carrying WWNs: sanbos in the guest names each disk
+    by its WWN (read from sysfs, no udev) and sees the install VG on it.  QEMU's
+    scsi-hd ``wwn`` is 64 bits, so the disks get NAA-5 WWNs here (the fabric's
+    own are 128-bit NAA-6, which QEMU cannot present as such)."""
+    f = demo_fabric
+    wwns = [f"naa.5000c500a1b2c3{i:02x}" for i in range(len(f.luns))]
+    disks = [guest.GuestDisk(l.path, l.serial, wwn=w, bus="scsi") for l, w in zip(f.luns, wwns)]
+    r = guest.run_maintenance_guest(disks, "sanbos disks", 600, kernel=kparts, workdir=tmp_path / "guest")
+    assert r.rc == 0, r.console[-3000:]
+    rows = _table(r.report)
+    for i, w in enumerate(wwns):
+        assert w in rows, r.report
+        assert rows[w][1] == w and (("pv:instvg" in rows[w]) == (i < 4)), rows[w]
+
+
 # --------------------------------------------------------------------------
 # the console on the serial line, driven like an operator with pexpect
 

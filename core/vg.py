@@ -911,6 +911,14 @@ def list_vgs(disks: list[DiskRef]) -> ScanResult:
     return scan(disks)
 
 
+def describe_all(disks: list[DiskRef]) -> list[dict[str, Any]]:
+    """``VolumeGroup.describe()`` of every VG found on ``disks``, from one scan
+    (no locks, read only: a listing), sorted by name."""
+    res = list_vgs(disks)
+    return sorted((VolumeGroup(info, {}, False, res).describe() for info in res.by_uuid.values()),
+                  key=lambda d: (d["name"], d["uuid"]))
+
+
 def change_tags(name: str, disks: list[DiskRef], add: Iterable[str] = (), remove: Iterable[str] = (),
                 dry_run: bool = False) -> Plan | int:
     """vgchange --addtag/--deltag: one metadata commit."""

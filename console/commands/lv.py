@@ -80,15 +80,11 @@ def _list(args: argparse.Namespace) -> int:
     from core import vg as vgops
     disks = all_disks(args.fabric)
     if args.vg:
-        names = [args.vg]
+        with vgops.open_vg(args.vg, disks, write=False) as g:
+            vgs = [g.describe()]
     else:
-        names = sorted(vgops.list_vgs(disks).vgs)
-    rows = []
-    for n in names:
-        with vgops.open_vg(n, disks, write=False) as g:
-            for l in g.describe()["lvs"]:
-                if l["visible"] or args.all:
-                    rows.append(dict(l, vg=n))
+        vgs = vgops.describe_all(disks)     # one scan, not two per VG
+    rows = [dict(l, vg=d["name"]) for d in vgs for l in d["lvs"] if l["visible"] or args.all]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -63,7 +63,6 @@ def _label(args: argparse.Namespace) -> int:
             forced.append(f)
     ref = target.ref
     if args.dry_run:
-        reasons = safety.assess(ref)
         try:
             plan = gpt.plan_layout(target.size)
         except SpaceError:
@@ -71,12 +70,12 @@ def _label(args: argparse.Namespace) -> int:
         print(f"disk {ref.id} ({ref.path}), {human(target.size)}: plan (dry run, nothing written):")
         if plan:
             print(gpt.describe(plan))
-        if reasons:
-            try:
-                overridden = safety.require_safe(ref, forced)
-            except UnsafeDiskError as e:
-                print(f"sanbos: {e}", file=sys.stderr)
-                return 1
+        try:   # one assessment: the verdict, and what forcing would overwrite
+            overridden = safety.require_safe(ref, forced)
+        except UnsafeDiskError as e:
+            print(f"sanbos: {e}", file=sys.stderr)
+            return 1
+        if overridden:
             print(f"forced with --force {ref.id}; would overwrite: " + "; ".join(overridden))
         else:
             print("the disk is blank: the layout would be written")

@@ -231,7 +231,9 @@ def install_esp(disk: str | os.PathLike[str], efi_img: str | os.PathLike[str], p
     efi = Path(efi_img)
     if efi.stat().st_size > part_size - 1024 * 1024:
         raise SpaceError(f"{who}: {efi.name} ({efi.stat().st_size} bytes) does not fit in the ESP")
-    cmd = ["mkfs.fat", "-F", "16", "-n", label[:11], "--offset", str(part_start // SECTOR)]
+    # -I: on a block device (/dev/vdX in the maintenance guest) mkfs.fat refuses a partitioned
+    # whole disk unless told; --offset already confines it to the ESP
+    cmd = ["mkfs.fat", "-I", "-F", "16", "-n", label[:11], "--offset", str(part_start // SECTOR)]
     if volume_id:
         cmd += ["-i", volume_id]
     cmd += [str(disk), str(part_size // 1024)]

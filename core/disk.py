@@ -52,6 +52,11 @@ def read_only_image(st: os.stat_result) -> bool:
     return stat.S_ISREG(st.st_mode) and not st.st_mode & 0o222
 
 
+def _ro_words(path: Path, st: os.stat_result | None = None) -> str:
+    st = st or os.stat(path)
+    return f"image file {path} is read-only (mode {st.st_mode & 0o777:04o}); refusing to write it"
+
+
 def describe_pids(pids: list[int]) -> str:
     """``1234 (qemu-system-x86), 99 (sanbos)`` for error messages."""
     out = []
@@ -85,6 +90,12 @@ class Disk:
         except FileNotFoundError:
             raise DiskError(f"{self.name}: no such disk or image file ({self.path})") from None
         except PermissionError:
+            try:
+                ro = writable and read_only_image(os.stat(self.path))
+            except OSError:
+                ro = False
+            if ro:
+                raise DiskError(f"{self.name}: {_ro_words(self.path)}") from None
             mode = "read-write" if writable else "read-only"
             raise DiskError(f"{self.name}: permission denied opening {self.path} {mode}") from None
         except OSError as e:
@@ -96,8 +107,7 @@ class Disk:
             raise DiskError(f"{self.name}: {self.path} is neither an image file nor a block device")
         if writable and read_only_image(st):
             os.close(self.fd)   # root may open it anyway: the mode is the operator's word
-            raise DiskError(f"{self.name}: image file {self.path} is read-only (mode {st.st_mode & 0o777:04o}); "
-                            "refusing to write it")
+            raise DiskError(f"{self.name}: {_ro_words(self.path, st)}")
         self.size = self._measure()
         self.lock_mode: str | None = None
         if lock:

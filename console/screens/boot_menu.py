@@ -159,6 +159,11 @@ class BootMenuScreen(Screen):
 
     def on_disk_list_selected(self, event: DiskList.Selected) -> None:
         disk = event.disk
+        if self.view != "boot" and disk.vg_name:
+            # a PV of a VG without boot copies: its maintenance menu can mirror boot copies onto it
+            from .maintenance import MaintenanceScreen
+            self.app.push_screen(MaintenanceScreen(disk, list(self.app.all_disks), no_copies=True))
+            return
         if self.view != "boot":
             self.message_text = (f"{disk.id} is not an install-VG disk, so it cannot be a boot "
                                  f"device. Press Tab for the boot devices.")

@@ -32,8 +32,9 @@ class ChoiceScreen(Screen[list | None]):
     ]
 
     def __init__(self, title: str, prompt: str, items: list[Item], *, multi: bool = False,
-                 allow_none: bool = False, preselect: list[str] | None = None) -> None:
+                 allow_none: bool = False, preselect: list[str] | None = None, start: int = 0) -> None:
         super().__init__()
+        self.start = start
         self.title_text = title
         self.prompt = prompt
         self.items = items
@@ -65,7 +66,7 @@ class ChoiceScreen(Screen[list | None]):
         ol = self.query_one(OptionList)
         ol.focus()
         if self.items:
-            ol.highlighted = 0
+            ol.highlighted = max(0, min(self.start, len(self.items) - 1))
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         it = next((i for i in self.items if i.id == event.option.id), None)

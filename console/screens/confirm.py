@@ -21,18 +21,21 @@ class ConfirmScreen(ModalScreen[bool]):
     BINDING_GROUP_TITLE = "Confirm"
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="confirm.cancel")]
 
-    def __init__(self, target_id: str, action: str) -> None:
+    def __init__(self, target_id: str, action: str, *, consequence: str | None = None,
+                 noun: str = "disk's full ID") -> None:
         super().__init__()
         self.target_id = target_id
         self.action = action
+        self.consequence = consequence or f"Everything on disk {target_id} will be overwritten."
+        self.noun = noun
         self.attempts = 0
         self.last_message = ""
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog -error", id="confirm-dialog"):
             yield Plain("Confirm destructive operation", classes="dialog-title")
-            yield Plain(f"{self.action}\n\nEverything on disk {self.target_id} will be overwritten.\n"
-                         f"Type the disk's full ID to confirm:", id="confirm-text")
+            yield Plain(f"{self.action}\n\n{self.consequence}\nType the {self.noun} to confirm:",
+                         id="confirm-text")
             yield Input(placeholder=self.target_id[:4] + "...", id="confirm-input")
             yield Plain("", id="confirm-message", classes="status")
         yield Footer(show_command_palette=False)

@@ -335,31 +335,329 @@ def _health_update(app, ctx: FlowContext, report) -> None:
             d.boot_copy = health[d.id]
 
 
+@dataclass
+class CopyState:
+    """What the VG metadata says about boot copies (read-only; no copy is read)."""
+
+    has_bootlv: bool = False
+    copies: list[str] = field(default_factory=list)     # disk IDs in boot order
+    install_vg: bool = False                            # the VG has the repository LV
+    bootlv_bytes: int = 0
+    extent: int = 0
+    free: dict[str, int] = field(default_factory=dict)  # disk ID -> free bytes on its PV
+
+
+def copy_state(ctx: FlowContext) -> CopyState:
+    from core import bootcopy
+    open_vg = need("core.vg:open_vg", "Boot copies")
+    st = CopyState()
+    with open_vg(ctx.vg_name, ctx.refs, write=False, allow_exported=True) as vgo:
+        desc = vgo.describe()
+        st.extent = desc["extent_size"]
+        by_uuid = {}
+        for pv in desc["pvs"]:
+            if pv["disk"]:
+                st.free[pv["disk"]] = pv["pe_free"] * st.extent
+                by_uuid[pv["uuid"].replace("-", "")] = pv["disk"]
+        st.install_vg = any(lv["name"] == "instlv" for lv in desc["lvs"])
+        lv = vgo.vg.lv(bootcopy.BOOT_LV)
+        if lv is not None:
+            st.has_bootlv = True
+            st.bootlv_bytes = lv.extents * st.extent
+            order = []
+            for tag in lv.extra.get("tags", []):
+                if tag.startswith(bootcopy.TAG_COPY) and "=" in tag:
+                    n, _, val = tag[len(bootcopy.TAG_COPY):].partition("=")
+                    uuid = val.split(":", 1)[0].replace("-", "")
+                    if n.isdigit():
+                        order.append((int(n), by_uuid.get(uuid, f"PV {uuid}")))
+            st.copies = [d for _, d in sorted(order)]
+    return st
+
+
+def boot_disk_readiness(disks: list, state: CopyState, min_bytes: int) -> dict[str, list[str]]:
+    """Per disk, why it cannot hold a boot copy ([] = ready): GPT boot partitions, free space, in use."""
+    from core import gpt, safety
+    from core.disk import Disk
+    out: dict[str, list[str]] = {}
+    for d in disks:
+        why: list[str] = []
+        if d.id in state.copies:
+            why.append("already a boot disk")
+        try:
+            with Disk(d.ref.path, name=d.id) as dk:
+                kinds = {p.kind for p in (gpt.read_table(dk) or [])}
+            if not {"bios_grub", "esp"} <= kinds:
+                why.append("no bios_grub/ESP partitions (not the install-VG GPT layout)")
+        except Exception as e:  # an unreadable disk cannot be a boot disk
+            why.append(f"cannot read its partition table: {e}")
+        free = state.free.get(d.id)
+        if free is None:
+            why.append(f"not a PV of this VG")
+        elif free < min_bytes:
+            why.append(f"only {human(free)} free on its PV, a boot copy needs {human(min_bytes)}")
+        try:
+            pids = safety.openers(d.ref.path)
+        except Exception:
+            pids = []
+        if pids:
+            why.append("in use by PID " + ", ".join(map(str, pids)))
+        out[d.id] = why
+    return out
+
+
+async def choose_boot_image(app, title: str) -> tuple[str, Any] | None:
+    """("demo", None) or ("file", ImageInfo); None when the operator goes back."""
+    from .ask_text import AskTextScreen
+    from .choice import ChoiceScreen, Item
+    check = need("core.bootimage:check", title)
+    pick = await app.push_screen_wait(ChoiceScreen(f"{title}: the boot image", "Which maintenance boot image?", [
+        Item("demo", "The demo boot image (built now)", "core.bootimage.demo: the Debian kernel and a busybox "
+             "initramfs that prints SANBOS BOOT OK; built into a scratch directory while the job runs."),
+        Item("file", "A boot image file ...", "A file made by 'sanbos bootimage build -o FILE' (or "
+             "'bootimage demo -o FILE'); it is checked before anything is written."),
+    ]))
+    if not pick:
+        return None
+    if pick[0] == "demo":
+        return "demo", None
+    path = await app.push_screen_wait(AskTextScreen(
+        f"{title}: boot image file", "Path of the boot image file:", validate=input_file_problem))
+    if not path:
+        return None
+    info = await in_thread(app, "This is not a usable boot image", check, path)
+    if info is None:
+        return None
+    return "file", info
+
+
+def input_file_problem(text: str) -> str | None:
+    """A clear message for a path that is not a readable file (None when it is)."""
+    p = Path(text).expanduser()
+    if not p.exists():
+        return f"No such file: {text}"
+    if p.is_dir():
+        return f"{text} is a directory; give the image file inside it."
+    if not os.access(p, os.R_OK):
+        return f"{text} cannot be read (permission denied)."
+    return None
+
+
+async def mirror_flow(app, ctx: FlowContext, state: CopyState) -> bool:
+    """Boot copies on a VG that has none: disks (boot order = marking order), image, plan, typed confirm."""
+    from .confirm import ConfirmScreen
+    from .error import ErrorScreen
+    from .plan import PlanScreen
+    from .target import TargetScreen
+    from core import bootcopy
+    from core.errors import UsageError
+
+    mirror = need("core.bootcopy:mirror", "Mirror boot copies")
+    if state.has_bootlv and not state.install_vg:
+        await app.push_screen_wait(ErrorScreen(UsageError(
+            f"VG {ctx.vg_name} has an LV {bootcopy.BOOT_LV} without boot-copy records and no install "
+            f"repository: it looks like a root VG's own boot LV, which mirroring would replace. "
+            f"Nothing was done."), title="Not an install VG"))
+        return False
+    need_bytes = bootcopy.DEFAULT_MIN_SIZE + state.extent
+    chosen = await app.push_screen_wait(TargetScreen(
+        f"Mirror boot copies onto disks of {ctx.vg_name}", ctx.members, multi=True,
+        purpose="boot disks in boot order (mark the first first)",
+        assess=lambda disks: boot_disk_readiness(disks, state, need_bytes),
+        labels=("ready", "REFUSED", "can hold a boot copy (boot partitions, free space)")))
+    if not chosen:
+        return False
+    ids = [d.id for d in chosen]
+    image = await choose_boot_image(app, "Mirror boot copies")
+    if image is None:
+        return False
+    kind, info = image
+    what = ("the demo boot image (built first)" if kind == "demo"
+            else f"{info.path} ({human(info.size)}, sha256 {info.sha256[:16]}...)")
+    steps = [f"image: {what}"]
+    if kind == "demo":
+        steps.append("build the demo boot image into a scratch directory (Debian kernel + busybox)")
+    if state.has_bootlv:
+        steps.append(f"remove {bootcopy.BOOT_LV} left by an interrupted mirror (it has no recorded copy)")
+    steps += [f"create {bootcopy.BOOT_LV} ({'raid1, ' + str(len(ids)) + ' legs' if len(ids) > 1 else 'linear'}), "
+              f"one leg per boot disk"]
+    steps += [f"boot copy {i}: write the image onto {d} and read it back" for i, d in enumerate(ids, 1)]
+    steps += ["record every copy (SHA-256) in the VG metadata",
+              "install GRUB (BIOS + UEFI) on every boot disk, its own copy first",
+              "verify every copy"]
+    if not await app.push_screen_wait(PlanScreen(
+            f"Mirror boot copies onto {len(ids)} disk(s)", steps, destructive=True,
+            warning="DESTRUCTIVE: GRUB replaces the boot code of every boot disk; data LVs are not "
+                    "touched. You will be asked to type the first boot disk's ID.")):
+        return False
+    if not await app.push_screen_wait(ConfirmScreen(
+            ids[0], f"Mirror the boot image onto {len(ids)} disk(s) of VG {ctx.vg_name}.",
+            consequence=f"GRUB replaces the boot code (MBR, bios_grub, ESP) of {', '.join(ids)}; "
+                        f"a new LV {bootcopy.BOOT_LV} takes free space on them.",
+            noun="first boot disk's full ID")):
+        return False
+    result = {}
+
+    def job(rep) -> list[str]:
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="sanbos-console-boot.") as tmp:
+            path = info.path if info is not None else None
+            if kind == "demo":
+                demo = need("core.bootimage:demo", "The demo boot image")
+                path = str(Path(tmp) / "boot.img")
+                made = demo(path, progress=lambda m, f=None: rep.progress(
+                    f"demo image: {m}", None if f is None else 0.2 * f))
+                rep.log(f"demo boot image {human(made.size)} sha256 {made.sha256[:16]}...")
+            report = mirror(ctx.vg_name, ctx.refs, path, boot=ids,
+                            progress=lambda m, f=None: rep.progress(
+                                m, None if f is None else (0.2 + 0.8 * f if kind == "demo" else f)))
+        result["report"] = report
+        rep.clean = report.ok
+        return list(getattr(report, "actions", [])) + str(report).splitlines()
+
+    await run_job(app, f"Mirror boot copies of {ctx.vg_name}", job)
+    if "report" in result:
+        _health_update(app, ctx, result["report"])
+    return True
+
+
+async def add_copies_flow(app, ctx: FlowContext, state: CopyState) -> bool:
+    """More boot disks for a VG that has copies: a new leg each, appended to the boot order."""
+    from .confirm import ConfirmScreen
+    from .plan import PlanScreen
+    from .target import TargetScreen
+
+    add = need("core.bootcopy:add", "Mirror onto more disks")
+    candidates = [d for d in ctx.members if d.id not in state.copies]
+    chosen = await app.push_screen_wait(TargetScreen(
+        f"Mirror the boot image onto more disks of {ctx.vg_name}", candidates, multi=True,
+        purpose="new boot disks",
+        assess=lambda disks: boot_disk_readiness(disks, state, state.bootlv_bytes + state.extent),
+        labels=("ready", "REFUSED", "can hold a boot copy (boot partitions, free space)")))
+    if not chosen:
+        return False
+    ids = [d.id for d in chosen]
+    steps = [f"copy the boot image from a good copy onto {i} and read it back" for i in ids]
+    steps += [f"append the new copies to the boot order (after {len(state.copies)} existing)",
+              "install GRUB on every boot disk"]
+    if not await app.push_screen_wait(PlanScreen(
+            f"Mirror onto {len(ids)} more disk(s)", steps, destructive=True,
+            warning="DESTRUCTIVE: GRUB replaces the boot code of the new boot disks; existing copies and "
+                    "data LVs are not touched. You will be asked to type the first new disk's ID.")):
+        return False
+    if not await app.push_screen_wait(ConfirmScreen(
+            ids[0], f"Make {len(ids)} more disk(s) boot disks of VG {ctx.vg_name}.",
+            consequence=f"GRUB replaces the boot code (MBR, bios_grub, ESP) of {', '.join(ids)}.",
+            noun="first new boot disk's full ID")):
+        return False
+    result = {}
+
+    def job(rep) -> list[str]:
+        report = add(ctx.vg_name, ctx.refs, ids, progress=rep.progress)
+        result["report"] = report
+        rep.clean = report.ok
+        return list(getattr(report, "actions", [])) + str(report).splitlines()
+
+    await run_job(app, f"Mirror boot copies of {ctx.vg_name}", job)
+    if "report" in result:
+        _health_update(app, ctx, result["report"])
+    return True
+
+
+async def remove_copies_flow(app, ctx: FlowContext, state: CopyState) -> bool:
+    """Stop using disks as boot disks (at least one copy stays)."""
+    from .confirm import ConfirmScreen
+    from .plan import PlanScreen
+    from .target import TargetScreen
+
+    remove = need("core.bootcopy:remove", "Remove boot copies")
+    boot = [d for d in ctx.members if d.id in state.copies]
+    keep_one = len(boot) <= 1
+
+    def assess(disks):
+        why = ["the only boot copy: a VG keeps at least one"] if keep_one else []
+        return {d.id: list(why) for d in disks}
+
+    chosen = await app.push_screen_wait(TargetScreen(
+        f"Remove boot copies of {ctx.vg_name}", boot, multi=True, purpose="boot disks to give up",
+        assess=assess, labels=("copy", "KEEP", "boot copy that can be removed")))
+    if not chosen:
+        return False
+    ids = [d.id for d in chosen]
+    steps = [f"drop boot copy on {i} (its bootlv leg and record)" for i in ids]
+    steps += ["take GRUB off those disks (MBR boot code, bios_grub, ESP loader)",
+              f"reinstall GRUB on the {len(state.copies) - len(ids)} remaining boot disk(s) (new fallback order)",
+              "verify the remaining copies"]
+    if not await app.push_screen_wait(PlanScreen(
+            f"Remove {len(ids)} boot cop{'y' if len(ids) == 1 else 'ies'}", steps, destructive=True,
+            warning="DESTRUCTIVE: these disks stop being boot disks. You will be asked to type the first "
+                    "one's ID.")):
+        return False
+    if not await app.push_screen_wait(ConfirmScreen(
+            ids[0], f"Remove the boot copies on {len(ids)} disk(s) of VG {ctx.vg_name}.",
+            consequence=f"{', '.join(ids)} will no longer boot.", noun="first disk's full ID")):
+        return False
+    result = {}
+
+    def job(rep) -> list[str]:
+        report = remove(ctx.vg_name, ctx.refs, ids, progress=rep.progress)
+        result["report"] = report
+        rep.clean = report.ok
+        return list(getattr(report, "actions", [])) + str(report).splitlines()
+
+    await run_job(app, f"Remove boot copies of {ctx.vg_name}", job)
+    if "report" in result:
+        for d in ctx.disks:
+            if d.id in ids:
+                d.boot_copy = "none"
+        _health_update(app, ctx, result["report"])
+    return True
+
+
 async def bootcopies_flow(app, ctx: FlowContext) -> bool:
     from .ask_text import AskTextScreen
     from .choice import ChoiceScreen, Item
     from .confirm import ConfirmScreen
     from .plan import PlanScreen
-    from .target import TargetScreen
 
+    state = await in_thread(app, "Could not read the boot copies", copy_state, ctx)
+    if state is None:
+        return False
+    none_yet = not state.copies
     actions = [
         Item("verify", "Verify every boot copy", "Read every copy in full and compare it with the recorded "
              "SHA-256; check GRUB on every boot disk. Writes nothing."),
         Item("repair", "Repair bad copies", "Rewrite bad or stale copies from a good one, read them back, "
              "reinstall GRUB where it is missing."),
-        Item("add", "Mirror onto more disks", "Make more disks of the VG boot disks: a new copy each, "
-             "appended to the boot order; GRUB on every boot disk."),
+        Item("add", "Mirror onto disks" if none_yet else "Mirror onto more disks",
+             ("The VG has no boot copies yet: choose its boot disks and a boot image; a copy on each, "
+              "GRUB on each." if none_yet else
+              "Make more disks of the VG boot disks: a new copy each, appended to the boot order; "
+              "GRUB on every boot disk.")),
         Item("replace", "Replace the boot image", "Write a new maintenance boot image onto every copy."),
+        Item("remove", "Remove boot copies from disks", "Stop using disks as boot disks: drop their copy, "
+             "take GRUB off them; at least one copy stays."),
     ]
     for it in actions:
-        fn, why = engine(f"core.bootcopy:{it.id}")
+        fn, why = engine(f"core.bootcopy:{'mirror' if it.id == 'add' and none_yet else it.id}")
         if fn is None:
             it.label += "   (not available in this build)"
             it.description += f"\nNot available: {why}"
-    pick = await app.push_screen_wait(ChoiceScreen(f"Boot copies of {ctx.vg_name}", "Choose an action:", actions))
+        elif none_yet and it.id != "add":
+            it.disabled = True
+            it.label += "   (no boot copies yet)"
+    where = (f"{len(state.copies)} boot cop{'y' if len(state.copies) == 1 else 'ies'}" if state.copies
+             else "no boot copies yet")
+    pick = await app.push_screen_wait(ChoiceScreen(f"Boot copies of {ctx.vg_name}",
+                                                   f"VG {ctx.vg_name}: {where}. Choose an action:", actions,
+                                                   start=2 if none_yet else 0))
     if not pick:
         return False
     action = pick[0]
+    if action == "add":
+        return await (mirror_flow if none_yet else add_copies_flow)(app, ctx, state)
+    if action == "remove":
+        return await remove_copies_flow(app, ctx, state)
     fn = need(f"core.bootcopy:{action}", f"Boot copies: {action}")
 
     if action == "verify":
@@ -391,33 +689,10 @@ async def bootcopies_flow(app, ctx: FlowContext) -> bool:
         await run_job(app, f"Repair boot copies of {ctx.vg_name}", job)
         return True
 
-    if action == "add":
-        status = need("core.bootcopy:status", "Boot copies")
-        health = await in_thread(app, "Could not read the boot copies", status, ctx.vg_name, ctx.refs)
-        if health is None:
-            return False
-        candidates = [d for d in ctx.members if d.id not in health]
-        chosen = await app.push_screen_wait(TargetScreen(
-            f"Mirror the boot image onto more disks of {ctx.vg_name}", candidates, multi=True,
-            purpose="new boot disks", safety=False))
-        if not chosen:
-            return False
-        ids = [d.id for d in chosen]
-        steps = [f"copy the boot image from a good copy onto {i} and read it back" for i in ids]
-        steps += ["append the new copies to the boot order", "install GRUB on every boot disk"]
-        if not await app.push_screen_wait(PlanScreen(f"Mirror onto {len(ids)} more disk(s)", steps)):
-            return False
-
-        def job(rep) -> list[str]:
-            return str(fn(ctx.vg_name, ctx.refs, ids, progress=rep.progress)).splitlines()
-
-        await run_job(app, f"Mirror boot copies of {ctx.vg_name}", job)
-        return True
-
     # replace
     image = await app.push_screen_wait(AskTextScreen(
         "Replace the boot image", "The new maintenance boot image (sanbos bootimage build -o FILE):",
-        validate=lambda t: None if Path(t).is_file() else f"No such file: {t}"))
+        validate=input_file_problem))
     if not image:
         return False
     steps = [f"check that {image} is a boot image ({human(os.path.getsize(image))}) and fits",
@@ -427,7 +702,9 @@ async def bootcopies_flow(app, ctx: FlowContext) -> bool:
                                                  destructive=True, note="Every boot copy is overwritten.")):
         return False
     if not await app.push_screen_wait(ConfirmScreen(ctx.vg_name, f"Replace every boot copy of VG {ctx.vg_name} "
-                                                    f"with {image} (type the VG name).")):
+                                                    f"with {image}.",
+                                                    consequence=f"Every boot copy of VG {ctx.vg_name} will be "
+                                                                "overwritten.", noun="VG name")):
         return False
 
     def job(rep) -> list[str]:
@@ -499,7 +776,7 @@ MENU = [
          ["core.repo:add_opps", "core.repo:inspect_opp"], opps_flow),
     Flow("bootcopies", "4", "Boot copies: verify, repair, mirror, replace",
          "The maintenance boot image on every boot disk: check or fix the copies, add boot disks, "
-         "install a new image.", ["core.bootcopy:verify"], bootcopies_flow),
+         "install a new image, remove copies.", ["core.bootcopy:verify"], bootcopies_flow),
     Flow("bootlists", "5", "Boot lists (per machine and mode)",
          "View, reorder and save a machine's ordered boot devices for each boot mode.",
          ["core.registry:Registry"], bootlists_flow),

@@ -15,7 +15,8 @@ How to work
   The boot menu lists the install-VG disks that carry a boot copy. Type any
   part of a disk's unique ID, WWN, serial, SAN address, PV UUID or VG to
   filter; Up/Down/PgUp/PgDn/Home/End move; Enter selects the boot device.
-  Tab switches to the disks that are not install-VG members.
+  Tab switches to the disks that are not install-VG members; Enter on a PV
+  there opens its VG's menu (Boot copies can mirror boot copies onto it).
   After selection the install VG is imported and the maintenance menu offers
   Install BOS, Recover root VG, Add OPPs, Boot copies and Boot lists.
   Destructive steps ask you to type the target disk's ID. Escape on a running

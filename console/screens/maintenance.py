@@ -34,8 +34,9 @@ class MaintenanceScreen(Screen[None]):
         Binding("0", "back", "Back", show=False, id="maintenance.back-0"),
     ] + [Binding(f.key, f"start('{f.id}')", f.title, show=False, id=f"maintenance.{f.id}") for f in flows.MENU]
 
-    def __init__(self, disk, disks: list) -> None:
+    def __init__(self, disk, disks: list, *, no_copies: bool = False) -> None:
         super().__init__()
+        self.no_copies = no_copies
         self.ctx = flows.FlowContext(disk=disk, disks=disks, vg_name=disk.vg_name)
         self.imported = False
         self.import_lines: list[str] = []
@@ -77,7 +78,11 @@ class MaintenanceScreen(Screen[None]):
         log = self.query_one("#maint-steps", Log)
         for line in message.lines:
             log.write_line("    " + line)
-        log.write_line(f"[3] install VG {self.ctx.vg_name} ready; choose a task")
+        if self.no_copies:
+            log.write_line(f"[3] VG {self.ctx.vg_name} has no boot copies on this disk: "
+                           "4 (Boot copies) mirrors them onto its disks")
+        else:
+            log.write_line(f"[3] install VG {self.ctx.vg_name} ready; choose a task")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state != WorkerState.ERROR:

@@ -24,8 +24,9 @@ class PlanScreen(Screen[bool]):
     ]
 
     def __init__(self, title: str, steps: list[str], *, destructive: bool = False,
-                 note: str = "") -> None:
+                 note: str = "", warning: str | None = None) -> None:
         super().__init__()
+        self.warning = warning
         self.title_text = title
         self.steps = steps
         self.destructive = destructive
@@ -36,8 +37,8 @@ class PlanScreen(Screen[bool]):
         with Vertical(id="plan-box"):
             with VerticalScroll(id="plan-body"):
                 yield Plain("\n".join(f"{i:>2}. {s}" for i, s in enumerate(self.steps, 1)), id="plan-steps")
-            warn = ("DESTRUCTIVE: the target disk will be overwritten. You will be asked to type its ID."
-                    if self.destructive else "Nothing has been written yet.")
+            warn = self.warning or ("DESTRUCTIVE: the target disk will be overwritten. You will be asked to "
+                                    "type its ID." if self.destructive else "Nothing has been written yet.")
             yield Plain(warn + (" " + self.note if self.note else ""), id="plan-warn",
                          classes="-destructive" if self.destructive else "")
         yield Plain("Enter continues, Esc goes back without doing anything.", classes="status")

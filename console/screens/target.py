@@ -27,16 +27,22 @@ class TargetScreen(Screen[list | None]):
     ]
 
     def __init__(self, title: str, disks: list, *, min_size: int = 0, multi: bool = False,
-                 purpose: str = "target", safety: bool = True) -> None:
+                 purpose: str = "target", safety: bool = True, assess=None,
+                 labels: tuple[str, str, str] = ("safe", "UNSAFE", "blank, safe to write")) -> None:
+        """``assess(disks) -> {disk id: [reasons]}`` replaces the blank-disk safety check (e.g. "can
+        this PV hold a boot copy"); it runs in the worker.  ``labels``: the column word for a good
+        disk, for a refused one, and the detail line for a good one."""
         super().__init__()
         self.title_text = title
         self.candidates = disks
         self.min_size = min_size
         self.multi = multi
         self.purpose = purpose
-        self.check = safety
+        self.check = safety or assess is not None
+        self.assess = assess
+        self.labels = labels
         # safety=False: the candidates are members of the VG itself (new boot disks), nothing to assess
-        self.safety: dict[str, list[str] | None] = {d.id: (None if safety else []) for d in disks}
+        self.safety: dict[str, list[str] | None] = {d.id: (None if self.check else []) for d in disks}
 
     def status_of(self, disk) -> str:
         reasons = self.safety.get(disk.id)
@@ -44,15 +50,15 @@ class TargetScreen(Screen[list | None]):
             return "..."
         if not self.check:
             return "-"
-        return "UNSAFE" if reasons else "safe"
+        return self.labels[1] if reasons else self.labels[0]
 
     def compose(self) -> ComposeResult:
-        self.disk_list = DiskList(id="targets", empty_text="No candidate disks.", status_header="SAFETY",
+        self.disk_list = DiskList(id="targets", empty_text="No candidate disks.",
+                                  status_header="SAFETY" if self.assess is None else "STATUS",
                                   status_fn=self.status_of, bad_fn=lambda d: bool(self.safety.get(d.id)),
                                   multi=self.multi)
         yield Plain(f"SANBOS  {self.title_text}", classes="banner")
-        how = ("Space marks disks, Enter takes the marked ones" if self.multi else "Enter chooses")
-        yield Plain(f"Choose the {self.purpose} ({how}; type to filter)", classes="title")
+        yield Plain(f"Choose the {self.purpose}; type to filter", classes="title")
         yield DiskHeader(self.disk_list)
         yield self.disk_list
         yield Plain("", id="target-detail")
@@ -70,6 +76,10 @@ class TargetScreen(Screen[list | None]):
 
     @work(thread=True, exclusive=True, group="safety", exit_on_error=False, description="safety")
     def check_safety(self) -> None:
+        if self.assess is not None:
+            results = self.assess(list(self.candidates))
+            self.app.call_from_thread(self._safety_done, results)
+            return
         from core import safety
         use_blkid = len(self.candidates) <= 64
         results = {}
@@ -84,7 +94,8 @@ class TargetScreen(Screen[list | None]):
         self.safety.update(results)
         self.disk_list.refresh()
         unsafe = sum(1 for r in results.values() if r)
-        self._status(f"{len(results) - unsafe} safe, {unsafe} unsafe of {len(results)} disks. "
+        good, bad = (w.lower() for w in self.labels[:2])
+        self._status(f"{len(results) - unsafe} {good}, {unsafe} {bad} of {len(results)} disks. "
                      + ("Space marks, Enter takes the marked disks." if self.multi else "Enter chooses."))
         self.on_disk_list_highlighted(DiskList.Highlighted(self.disk_list, self.disk_list.highlighted))
 
@@ -105,11 +116,12 @@ class TargetScreen(Screen[list | None]):
             detail.update("")
             return
         reasons = self.safety.get(d.id)
-        why = "checking ..." if reasons is None else ("; ".join(reasons) if reasons else "blank, safe to write")
+        why = "checking ..." if reasons is None else ("; ".join(reasons) if reasons else self.labels[2])
         if not self.check:
             why = f"PV of VG {d.vg_name or '-'}"
         marked = f"  marked: {len(self.disk_list.marked)}" if self.multi else ""
-        detail.update(f"{d.id}  {human(d.size)}  {d.address or '-'}{marked}\nsafety: {why}")
+        word = "safety" if self.assess is None else "status"
+        detail.update(f"{d.id}  {human(d.size)}  {d.address or '-'}{marked}\n{word}: {why}")
 
     def on_disk_list_filter_changed(self, event: DiskList.FilterChanged) -> None:
         if event.text and not event.shown:
@@ -126,7 +138,8 @@ class TargetScreen(Screen[list | None]):
         unsafe = [d for d in chosen if self.safety.get(d.id)]
         if unsafe:
             d = unsafe[0]
-            self._status(f"{d.id} is not safe to write: {'; '.join(self.safety[d.id])}. "
+            what = "is not safe to write" if self.assess is None else "cannot be used"
+            self._status(f"{d.id} {what}: {'; '.join(self.safety[d.id])}. "
                          f"Choose another disk.", warn=True)
             return
         self.dismiss(chosen)

@@ -1,0 +1,150 @@
+"""The console's later flows, each checked on disk: boot copies onto a VG that has none (and
+removing them), a BOS added to the install repository, a machine's boot type and every
+device list edited in the registry, the footer's keys at 80 columns."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from core import fabric as fab
+from core.disk import DiskRef
+
+from console.app import SanbosApp
+from console.screens.ask import AskScreen
+from console.screens.ask_text import AskTextScreen
+from console.screens.choice import ChoiceScreen
+from console.screens.confirm import ConfirmScreen
+from console.screens.error import ErrorScreen
+from console.screens.maintenance import MaintenanceScreen
+from console.screens.plan import PlanScreen
+from console.screens.result import ResultScreen
+from console.screens.target import TargetScreen
+from test_console_flows import VG, build_install_fabric, members, settle, shot, wait_for
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="session")
+def golden2(tmp_path_factory) -> Path:
+    return build_install_fabric(tmp_path_factory.mktemp("golden-more"))
+
+
+@pytest.fixture
+def fabric(golden2, tmp_path) -> fab.Fabric:
+    dest = tmp_path / "fabric"
+    subprocess.run(["cp", "-a", "--sparse=always", str(golden2), str(dest)], check=True)
+    return fab.load(dest)
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for b in iter(lambda: fh.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def lvm_partition_loops(loopdev, paths) -> list[str]:
+    """Loop devices over the LVM partition (3) of each disk image, for real LVM2."""
+    from core import gpt
+    from core.disk import Disk
+    devs = []
+    for p in paths:
+        with Disk(p) as d:
+            part = gpt.lvm_partition(d)
+        devs.append(loopdev(p, offset=part.start, size=part.size, readonly=True))
+    return devs
+
+
+async def test_mirror_boot_copies_onto_a_vg_without_any(fabric, golden2, loopdev):
+    """A VG with no boot copies: from the other-disks view, Boot copies > Mirror onto disks, two
+    disks marked in boot order, a boot image file, plan, typed ID, progress, result; then real
+    LVM2 sees bootlv as raid1 with the copy records, and each leg holds the image's bytes."""
+    from conftest import lvm_cmd
+
+    from core import bootcopy
+    from core import vg as vgmod
+    new = [fabric.luns[4], fabric.luns[5]]
+    refs = [DiskRef(l.wwn, l.path) for l in new]
+    vgmod.create("newvg", refs)
+    image = golden2.parent / "boot.img"
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        assert new[0].wwn not in [d.id for d in app.boot_menu.disk_list.disks]   # no copy: not a boot device
+        await pilot.press("tab")
+        await pilot.pause()
+        await pilot.press(*new[0].wwn[-5:], "enter")
+        await wait_for(app, pilot, MaintenanceScreen)
+        await settle(app, pilot)
+        assert "has no boot copies" in app.screen_text()
+        await pilot.press("4")
+        await wait_for(app, pilot, ChoiceScreen)
+        text = app.screen_text()
+        assert "no boot copies yet" in text and "Mirror onto disks" in text
+        shot(app, "choice_boot_copies_none")
+        await pilot.press("enter")                          # highlighted: Mirror onto disks
+        await wait_for(app, pilot, TargetScreen)
+        await settle(app, pilot)
+        assert {d.id for d in app.screen.disk_list.disks} == {l.wwn for l in new}
+        assert "2 ready, 0 refused" in app.screen_text()
+        # boot order = marking order: the second disk first
+        await pilot.press(*new[1].wwn[-5:], "space", "escape", *new[0].wwn[-5:], "space")
+        await pilot.pause()
+        shot(app, "target_mirror_none")
+        await pilot.press("enter")
+        await wait_for(app, pilot, ChoiceScreen)            # which image
+        await pilot.press("down", "enter")                  # a file
+        await wait_for(app, pilot, AskTextScreen)
+        await pilot.press(*"/no/such/boot.img", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, AskTextScreen) and "No such file: /no/such/boot.img" in app.screen_text()
+        app.screen.query_one("Input").value = str(image.parent)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "is a directory" in app.screen_text()
+        app.screen.query_one("Input").value = str(image)
+        await pilot.press("enter")
+        await wait_for(app, pilot, PlanScreen)
+        text = app.screen_text()
+        assert "DESTRUCTIVE" in text and "boot copy 1: write the image onto " + new[1].wwn in text
+        shot(app, "plan_mirror")
+        await pilot.press("enter")
+        await wait_for(app, pilot, ConfirmScreen)
+        await pilot.press(*new[0].wwn, "enter")             # not the first boot disk: refused
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and "is not the ID" in app.screen_text()
+        shot(app, "confirm_mirror")
+        app.screen.query_one("Input").value = new[1].wwn
+        await pilot.press("enter")
+        await wait_for(app, pilot, ResultScreen, timeout=300)
+        text = app.screen_text()
+        assert "DONE" in text, text
+        shot(app, "result_mirror")
+    report = bootcopy.verify("newvg", refs)
+    assert report.ok
+    assert [c.disk_id for c in report.copies] == [new[1].wwn, new[0].wwn]
+    want = sha256_file(image)
+    assert report.image_sha256 == want
+    size = image.stat().st_size
+    with vgmod.open_vg("newvg", refs, write=False) as vgo:
+        for leg in (0, 1):
+            (path, off, length), = vgo.lv_ranges(bootcopy.BOOT_LV, leg=leg)
+            with open(path, "rb") as fh:
+                fh.seek(off)
+                assert hashlib.sha256(fh.read(size)).hexdigest() == want
+    devs = lvm_partition_loops(loopdev, [l.path for l in new])
+    out = lvm_cmd("lvs", "--noheadings", "--separator", "|", "-o", "lv_name,segtype,lv_tags", "newvg",
+                  devices=devs).stdout
+    row = next(line.strip() for line in out.splitlines() if line.strip().startswith("bootlv|"))
+    name, segtype, tags = row.split("|")
+    assert segtype == "raid1"
+    pvs = lvm_cmd("pvs", "--noheadings", "--separator", "|", "-o", "pv_name,pv_uuid", devices=devs).stdout
+    uuid_of = {p: u.replace("-", "") for p, u in (l.strip().split("|") for l in pvs.splitlines() if l.strip())}
+    assert f"sanbos.copy.1={uuid_of[devs[1]]}:{want}" in tags
+    assert f"sanbos.copy.2={uuid_of[devs[0]]}:{want}" in tags
+    lvm_cmd("vgck", "newvg", devices=devs)

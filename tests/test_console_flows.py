@@ -636,6 +636,9 @@ async def test_mirror_boot_image_onto_another_disk(fabric):
         await pilot.press("enter")
         await wait_for(app, pilot, PlanScreen)
         await pilot.press("enter")
+        await wait_for(app, pilot, ConfirmScreen)             # GRUB goes onto the new disk: typed ID
+        app.screen.query_one("Input").value = extra.wwn
+        await pilot.press("enter")
         await wait_for(app, pilot, ResultScreen, timeout=300)
         assert "DONE" in app.screen_text(), app.screen_text()
     report = bootcopy.verify(VG, refs, check_grub=False)

@@ -148,3 +148,102 @@ async def test_mirror_boot_copies_onto_a_vg_without_any(fabric, golden2, loopdev
     assert f"sanbos.copy.1={uuid_of[devs[1]]}:{want}" in tags
     assert f"sanbos.copy.2={uuid_of[devs[0]]}:{want}" in tags
     lvm_cmd("vgck", "newvg", devices=devs)
+
+
+async def test_remove_a_boot_copy_then_mirror_it_back(fabric):
+    """Remove the copy on disk 4 (GRUB taken off it), then Mirror onto more disks puts it back."""
+    from core import bootcopy
+    gone = fabric.luns[3]
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press(*fabric.luns[0].wwn[-5:], "enter")
+        await wait_for(app, pilot, MaintenanceScreen)
+        await settle(app, pilot)
+        await pilot.press("4")
+        await wait_for(app, pilot, ChoiceScreen)
+        assert "4 boot copies" in app.screen_text()
+        await pilot.press("end", "enter")                   # Remove boot copies from disks
+        await wait_for(app, pilot, TargetScreen)
+        await settle(app, pilot)
+        assert len(app.screen.disk_list.disks) == 4
+        await pilot.press(*gone.wwn[-5:], "space")
+        await pilot.pause()
+        shot(app, "target_remove_copy")
+        await pilot.press("enter")
+        await wait_for(app, pilot, PlanScreen)
+        assert "drop boot copy on " + gone.wwn in app.screen_text()
+        await pilot.press("enter")
+        await wait_for(app, pilot, ConfirmScreen)
+        app.screen.query_one("Input").value = gone.wwn
+        await pilot.press("enter")
+        await wait_for(app, pilot, ResultScreen, timeout=300)
+        assert "DONE" in app.screen_text(), app.screen_text()
+        shot(app, "result_remove_copy")
+        report = bootcopy.verify(VG, members(fabric))
+        assert report.ok and gone.wwn not in [c.disk_id for c in report.copies] and len(report.copies) == 3
+        with open(gone.path, "rb") as fh:
+            assert fh.read(440) == bytes(440)              # GRUB's boot code is gone from that disk
+        await pilot.press("enter")
+        await wait_for(app, pilot, MaintenanceScreen)
+        await pilot.press("4")
+        await wait_for(app, pilot, ChoiceScreen)
+        assert "3 boot copies" in app.screen_text()
+        await pilot.press("down", "down", "enter")          # Mirror onto more disks
+        await wait_for(app, pilot, TargetScreen)
+        await settle(app, pilot)
+        assert [d.id for d in app.screen.disk_list.disks] == [gone.wwn]
+        assert "1 ready" in app.screen_text()
+        await pilot.press("space", "enter")
+        await wait_for(app, pilot, PlanScreen)
+        await pilot.press("enter")
+        await wait_for(app, pilot, ConfirmScreen)
+        app.screen.query_one("Input").value = gone.wwn
+        await pilot.press("enter")
+        await wait_for(app, pilot, ResultScreen, timeout=300)
+        assert "DONE" in app.screen_text(), app.screen_text()
+    report = bootcopy.verify(VG, members(fabric))
+    assert report.ok and [c.disk_id for c in report.copies][-1] == gone.wwn and len(report.copies) == 4
+    with open(gone.path, "rb") as fh:
+        assert fh.read(440) != bytes(440)                  # GRUB is back
+
+
+async def test_mirror_the_demo_image_onto_one_disk(fabric):
+    """The demo boot image, built by the job itself, as the only copy (linear bootlv)."""
+    from core import bootcopy, bootimage
+    from core import vg as vgmod
+    disk = fabric.luns[5]
+    ref = DiskRef(disk.wwn, disk.path)
+    vgmod.create("solovg", [ref])
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", *disk.wwn[-5:], "enter")
+        await wait_for(app, pilot, MaintenanceScreen)
+        await settle(app, pilot)
+        await pilot.press("4")
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("enter")
+        await wait_for(app, pilot, TargetScreen)
+        await settle(app, pilot)
+        await pilot.press("space", "enter")
+        await wait_for(app, pilot, ChoiceScreen)
+        shot(app, "choice_boot_image")
+        await pilot.press("enter")                          # the demo image
+        await wait_for(app, pilot, PlanScreen)
+        assert "build the demo boot image" in app.screen_text()
+        await pilot.press("enter")
+        await wait_for(app, pilot, ConfirmScreen)
+        app.screen.query_one("Input").value = disk.wwn
+        await pilot.press("enter")
+        await wait_for(app, pilot, ResultScreen, timeout=300)
+        text = app.screen_text()
+        assert "DONE" in text and "demo image: " in "\n".join(app.screen.lines), text
+    report = bootcopy.verify("solovg", [ref])
+    assert report.ok and [c.disk_id for c in report.copies] == [disk.wwn]
+    with vgmod.open_vg("solovg", [ref], write=False) as vgo:
+        assert vgo.describe()["lvs"][0]["type"] == "linear"
+        (path, off, length), = vgo.lv_ranges(bootcopy.BOOT_LV)
+    from core import ext4
+    info = bootimage.inspect(ext4.Target(Path(path), off, length, name="solovg/bootlv"))
+    assert info.ok and "demo" in info.manifest.get("source", ""), info.manifest

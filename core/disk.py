@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +20,7 @@ from typing import Iterator
 from .errors import DiskBusyError, DiskError
 
 SECTOR = 512
+_LOCK_TRIES = 10  # about half a second for a holder that is going away
 
 
 def lock_holders(path: str | os.PathLike[str], *, include_self: bool = False) -> list[int]:
@@ -140,16 +142,23 @@ class Disk:
     def lock(self, mode: str) -> None:
         """Take a ``"shared"`` or ``"exclusive"`` lock without waiting."""
         op = {"shared": fcntl.LOCK_SH, "exclusive": fcntl.LOCK_EX}[mode]
-        try:
-            fcntl.flock(self.fd, op | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise DiskError(f"{self.name}: cannot lock {self.path}: {e.strerror}") from None
-            holders = describe_pids(lock_holders(self.path, include_self=True))
-            want = "write" if mode == "exclusive" else "read"
-            raise DiskBusyError(
-                f"{self.name}: busy, cannot {want}: held by {holders}; "
-                "wait for them to finish or stop them") from None
+        for attempt in range(_LOCK_TRIES):
+            try:
+                fcntl.flock(self.fd, op | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise DiskError(f"{self.name}: cannot lock {self.path}: {e.strerror}") from None
+                pids = lock_holders(self.path, include_self=True)
+                # A holder that has just died (or a child forked by it that has not yet
+                # exec'd and dropped its close-on-exec descriptors) lets go within
+                # milliseconds: wait a moment for that, but not for a live holder.
+                if pids and attempt >= 1 or attempt == _LOCK_TRIES - 1:
+                    want = "write" if mode == "exclusive" else "read"
+                    raise DiskBusyError(
+                        f"{self.name}: busy, cannot {want}: held by {describe_pids(pids)}; "
+                        "wait for them to finish or stop them") from None
+                time.sleep(0.05)
         self.lock_mode = mode
 
     def unlock(self) -> None:

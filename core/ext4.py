@@ -19,7 +19,7 @@ from .tools import run
 _DEBUGFS_ERRORS = ("File not found", "not found by ext2_lookup", "Could not allocate",
                    "No free space", "Filesystem has unexpected", "Bad magic number",
                    "ext2fs_", "Couldn't", "Could not", "error", "Ext2 inode is not a directory",
-                   "already exists")
+                   "already exists", "short read", "Filesystem not open", "Attempt to read block")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import debparts, ext4
+from .checksum import sha256_file
 from .disk import Disk
 from .errors import FormatError, NotFoundError, SpaceError, ToolError, UsageError
 from .tools import input_file, output_file, run, which
@@ -61,14 +62,6 @@ Progress = Callable[[str, float], None]
 
 def _noprogress(msg: str, frac: float) -> None:
     pass
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- validation ---------------------------------------------------------------

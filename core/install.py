@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from . import ext4
+from .checksum import sha256_bytes, sha256_file
 from .errors import (DiskError, FormatError, LVMError, NotFoundError, SanbosError, SpaceError, ToolError,
                      UnsafeDiskError, UsageError)
 from .tools import run
@@ -519,18 +520,6 @@ def build_root_initrd(kparts, out: str | os.PathLike[str]) -> Path:
 
 def root_cmdline(vg_name: str, vg_uuid: str, lv: str = ROOT_LV) -> str:
     return f"console=ttyS0,115200 panic=-1 ro sanbos.vg={vg_name} sanbos.vguuid={vg_uuid} sanbos.lv={lv}"
-
-
-def sha256_bytes(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
-
-
-def sha256_file(p: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------

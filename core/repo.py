@@ -82,6 +82,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from . import ext4
+from .checksum import sha256_file
 from .errors import (FormatError, LVMError, NotFoundError, SanbosError, SpaceError, ToolError,
                      UsageError)
 from .tools import run
@@ -114,14 +115,6 @@ def _noprogress(message: str, fraction: float | None = None) -> None:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------

@@ -126,7 +126,7 @@ async def wait_for(app, pilot, cls, timeout: float = 120) -> None:
     end = loop.time() + timeout
     while not isinstance(app.screen, cls):
         if loop.time() > end:
-            raise AssertionError(f"no {cls.__name__}; on {type(app.screen).__name__}:\n{app.screen_text()}")
+            raise AssertionError(f"no {getattr(cls, '__name__', cls)}; on {type(app.screen).__name__}:\n{app.screen_text()}")
         await asyncio.sleep(0.05)
         await pilot.pause()
     await pilot.pause()

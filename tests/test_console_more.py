@@ -30,7 +30,14 @@ MiB = 1024 * 1024
 
 @pytest.fixture(scope="session")
 def golden2(tmp_path_factory) -> Path:
-    return build_install_fabric(tmp_path_factory.mktemp("golden-more"))
+    """The flow tests' install fabric, with room on the boot disks for a raw BOS LV."""
+    import test_console_flows as flows_tests
+    real = fab.create
+    fab.create = lambda root, n, size, *a, **k: real(root, n, max(size, 160 * MiB), *a, **k)
+    try:
+        return flows_tests.build_install_fabric(tmp_path_factory.mktemp("golden-more"))
+    finally:
+        fab.create = real
 
 
 @pytest.fixture
@@ -247,3 +254,112 @@ async def test_mirror_the_demo_image_onto_one_disk(fabric):
     from core import ext4
     info = bootimage.inspect(ext4.Target(Path(path), off, length, name="solovg/bootlv"))
     assert info.ok and "demo" in info.manifest.get("source", ""), info.manifest
+
+
+async def add_bos_through_console(app, pilot, fabric, fmt_keys, path, *, shots: str | None = None) -> str:
+    """Maintenance menu > 6 > format > file (after a missing file is refused) > plan > Y; the result text."""
+    await settle(app, pilot)
+    await pilot.press(*fabric.luns[1].wwn[-5:], "enter")
+    await wait_for(app, pilot, MaintenanceScreen)
+    await settle(app, pilot)
+    await pilot.press("6")
+    await wait_for(app, pilot, ChoiceScreen)
+    if shots:
+        shot(app, "choice_bos_format")
+    await pilot.press(*fmt_keys)
+    await wait_for(app, pilot, AskTextScreen)
+    await pilot.press(*"missing-bos.tar.gz", "enter")
+    await pilot.pause()
+    assert isinstance(app.screen, AskTextScreen)
+    assert "No such file: missing-bos.tar.gz" in app.screen_text()
+    if shots:
+        shot(app, "ask_bos_missing")
+    app.screen.query_one("Input").value = str(path)
+    await pilot.press("enter")
+    await wait_for(app, pilot, PlanScreen)
+    if shots:
+        shot(app, shots)
+    await pilot.press("enter")
+    await wait_for(app, pilot, AskScreen)
+    if shots:
+        shot(app, "ask_bos_confirm")
+    await pilot.press("y")
+    await wait_for(app, pilot, (ResultScreen, ErrorScreen), timeout=300)
+    return app.screen_text()
+
+
+async def test_add_bos_tarball_to_the_repository(fabric, tmp_path, monkeypatch):
+    from core import demoparts, repo
+    from core import vg as vgmod
+    monkeypatch.chdir(tmp_path)                 # relative paths: the screenshots do not show a temp dir
+    tarball = demoparts.bos_tarball(tmp_path / "other-bos.tar.gz", name="sanbos-other-bos", version="2.0")
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        text = await add_bos_through_console(app, pilot, fabric, ["enter"], "other-bos.tar.gz",
+                                             shots="plan_add_bos")
+        assert "DONE" in text and "added BOS sanbos-other-bos 2.0" in text, text
+        shot(app, "result_add_bos")
+    with vgmod.open_vg(VG, members(fabric), write=False, allow_exported=True) as vgo:
+        r = repo.open_repo(vgo)
+        entry, = r.toc().find("sanbos-other-bos", kind="bos")
+        assert entry.version == "2.0" and entry.format == "tar"
+        assert entry.sha256 == sha256_file(tarball)
+        out = r.read_image(entry, tmp_path / "back.tar.gz")         # the bytes read back from the legs
+    assert Path(out).read_bytes() == tarball.read_bytes()
+
+
+async def test_add_raw_bos_makes_a_raid1_lv(fabric, tmp_path, loopdev):
+    from conftest import lvm_cmd
+
+    from core import demoparts, repo
+    from core import vg as vgmod
+    image = demoparts.bos_raw_image(tmp_path / "raw-bos.img", size=8 * MiB, name="sanbos-raw-bos")
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        text = await add_bos_through_console(app, pilot, fabric, ["down", "enter"], image)
+        assert "DONE" in text and "LV bos_sanbos-raw-bos" in text, text
+    want = sha256_file(image)
+    with vgmod.open_vg(VG, members(fabric), write=False, allow_exported=True) as vgo:
+        entry, = repo.toc(vgo).find("sanbos-raw-bos", kind="bos")
+        assert entry.format == "raw-lv" and entry.sha256 == want and entry.lv == "bos_sanbos-raw-bos"
+        for leg in range(4):
+            h = hashlib.sha256()
+            left = entry.size
+            for path, off, length in vgo.lv_ranges(entry.lv, leg=leg):
+                with open(path, "rb") as fh:
+                    fh.seek(off)
+                    h.update(fh.read(min(length, left)))
+                left -= min(length, left)
+            assert h.hexdigest() == want, f"leg {leg}"
+    devs = lvm_partition_loops(loopdev, [l.path for l in fabric.luns[:4]])
+    out = lvm_cmd("lvs", "--noheadings", "--separator", "|", "-o", "lv_name,segtype,devices", VG,
+                  devices=devs).stdout
+    row = next(line.strip() for line in out.splitlines() if line.strip().startswith("bos_sanbos-raw-bos|"))
+    assert row.split("|")[1] == "raid1" and row.count("_rimage_") == 4, row
+
+
+async def test_add_bos_refuses_a_non_tarball_and_a_duplicate(fabric, tmp_path):
+    from core import demoparts
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"this is not a tarball\n" * 100)
+    dup = demoparts.bos_tarball(tmp_path / "dup.tar.gz")          # the demo BOS is already there
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press(*fabric.luns[1].wwn[-5:], "enter")
+        await wait_for(app, pilot, MaintenanceScreen)
+        await settle(app, pilot)
+        for path, says in ((junk, "not a readable tar archive"), (dup, "already holds BOS sanbos-demo-bos")):
+            await pilot.press("6")
+            await wait_for(app, pilot, ChoiceScreen)
+            await pilot.press("enter")
+            await wait_for(app, pilot, AskTextScreen)
+            app.screen.query_one("Input").value = str(path)
+            await pilot.press("enter")
+            await wait_for(app, pilot, ErrorScreen)
+            text = app.screen_text()
+            assert says in text and "Traceback" not in text, text
+            if path == dup:
+                shot(app, "error_bos_duplicate")
+            await pilot.press("enter")
+            await wait_for(app, pilot, MaintenanceScreen)

@@ -326,6 +326,73 @@ async def opps_flow(app, ctx: FlowContext) -> bool:
     return True
 
 
+# -- 3b. add a BOS to the install repository -------------------------------------------------
+
+async def bos_flow(app, ctx: FlowContext) -> bool:
+    from .ask import AskScreen
+    from .ask_text import AskTextScreen
+    from .choice import ChoiceScreen, Item
+    from .error import ErrorScreen
+    from .plan import PlanScreen
+    from core.errors import UsageError
+
+    add_bos = need("core.repo:add_bos", "Add a BOS")
+    inspect_bos = need("core.repo:inspect_bos", "Add a BOS")
+    pick = await app.push_screen_wait(ChoiceScreen("Add a BOS: the format", f"How is the BOS image for "
+                                                   f"{ctx.vg_name} stored?", [
+        Item("tar", "A root file-system tarball", "A .tar, .tar.gz, .tar.xz or .tar.zst of the BOS root; it "
+             "goes into /bos of the repository file system (instlv)."),
+        Item("raw", "A raw ext2/3/4 file-system image", "Stored as its own LV bos_<name>, raid1 over the boot "
+             "disks; the image must be a clean file system (e2fsck -fn)."),
+    ]))
+    if not pick:
+        return False
+    raw = pick[0] == "raw"
+    path = await app.push_screen_wait(AskTextScreen(
+        "Add a BOS: the image file", ("Path of the raw BOS file-system image:" if raw else
+                                      "Path of the BOS root file-system tarball:"), validate=input_file_problem))
+    if not path:
+        return False
+    entry = await in_thread(app, "This is not a usable BOS image", inspect_bos, path, raw=raw)
+    if entry is None:
+        return False
+    toc = await in_thread(app, "Could not read the install repository", read_toc, ctx)
+    if toc is None:
+        return False
+    boses, _ = toc
+    same = [b for b in boses if b.name == entry.name and (b.format == "raw-lv") == raw]
+    if same:
+        await app.push_screen_wait(ErrorScreen(UsageError(
+            f"VG {ctx.vg_name}: the repository already holds BOS {entry.name} {same[0].version} "
+            f"({same[0].format}); remove it first (sanbos bos remove) or give the image another name. "
+            f"Nothing was written."), title="Already in the repository"))
+        return False
+    steps = [f"BOS {entry.name} {entry.version} ({entry.format}, {human(entry.size)}), sha256 {entry.sha256[:16]}...",
+             f"  {entry.description or '(no description)'}",
+             "check the name, duplicates and free space; nothing written yet",
+             f"import install VG {ctx.vg_name} if exported, open it exclusively"]
+    if raw:
+        steps += [f"create LV {entry.lv} (raid1 over the boot disks), write the image onto every leg and "
+                  "read each leg back (SHA-256)", "add the entry to the TOC on every instlv leg"]
+    else:
+        steps += [f"write the tarball as /bos/{entry.file} on every instlv leg and read it back (SHA-256)"]
+    steps += ["swap the TOC, close the repository, export the VG again if it was exported"]
+    if not await app.push_screen_wait(PlanScreen(f"Add BOS {entry.name} to {ctx.vg_name}", steps)):
+        return False
+    if not await app.push_screen_wait(AskScreen(
+            "Add the BOS?", f"Write BOS {entry.name} {entry.version} ({human(entry.size)}) into the install "
+                           f"repository of VG {ctx.vg_name}?")):
+        return False
+
+    def job(rep) -> list[str]:
+        e = add_bos(ctx.vg_name, ctx.refs, path, raw=raw, progress=rep.progress)
+        return [f"added BOS {e.name} {e.version} ({e.format}, {human(e.size)}) sha256 {e.sha256[:16]}...",
+                f"stored as {'LV ' + str(e.lv) if e.lv else '/bos/' + str(e.file)}"]
+
+    await run_job(app, f"Add BOS {entry.name} to {ctx.vg_name}", job)
+    return True
+
+
 # -- 4. boot copies -------------------------------------------------------------------------
 
 def _health_update(app, ctx: FlowContext, report) -> None:
@@ -780,5 +847,8 @@ MENU = [
     Flow("bootlists", "5", "Boot lists (per machine and mode)",
          "View, reorder and save a machine's ordered boot devices for each boot mode.",
          ["core.registry:Registry"], bootlists_flow),
+    Flow("bos", "6", "Add a BOS to the install repository",
+         "Figure 6 for a BOS: a root file-system tarball into /bos, or a raw file-system image as its own LV.",
+         ["core.repo:add_bos", "core.repo:inspect_bos"], bos_flow),
 ]
 BY_ID = {f.id: f for f in MENU}

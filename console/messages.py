@@ -64,3 +64,11 @@ class HealthLoaded(Message):
 
     health: dict[str, str]
     problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MachineLoaded(Message):
+    """A machine read from (or just written to) the registry; ``note`` says what changed."""
+
+    machine: Any
+    note: str = ""

@@ -28,6 +28,7 @@ from console.screens.bootlist import BootListScreen
 from console.screens.choice import ChoiceScreen
 from console.screens.confirm import ConfirmScreen
 from console.screens.error import ErrorScreen
+from console.screens.machine import MachineScreen
 from console.screens.maintenance import MaintenanceScreen
 from console.screens.plan import PlanScreen
 from console.screens.progress import ProgressScreen
@@ -130,6 +131,16 @@ async def wait_for(app, pilot, cls, timeout: float = 120) -> None:
         await asyncio.sleep(0.05)
         await pilot.pause()
     await pilot.pause()
+
+
+async def until_text(app, pilot, text: str, timeout: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while text not in app.screen_text():
+        if loop.time() > end:
+            raise AssertionError(f"{text!r} not on screen:\n{app.screen_text()}")
+        await asyncio.sleep(0.05)
+        await pilot.pause()
 
 
 async def open_menu(app, pilot, f: fab.Fabric) -> MaintenanceScreen:
@@ -452,8 +463,8 @@ async def test_boot_list_reorder_and_save(fabric, tmp_path):
         await wait_for(app, pilot, ChoiceScreen)
         assert "machine-01" in app.screen_text()
         await pilot.press("enter")
-        await pilot.pause()
-        await pilot.press("down", "down", "enter")   # maintenance
+        await wait_for(app, pilot, MachineScreen)
+        await pilot.press("down", "down", "enter")   # boot (maintenance)
         await wait_for(app, pilot, BootListScreen)
         assert ids[0] in app.screen_text()
         await pilot.press("d")                       # first entry one down
@@ -465,8 +476,8 @@ async def test_boot_list_reorder_and_save(fabric, tmp_path):
         await wait_for(app, pilot, BootListScreen)
         assert fabric.luns[3].wwn in app.screen_text()
         await pilot.press("s")
-        await wait_for(app, pilot, ResultScreen)
-        assert "saved" in app.screen_text()
+        await wait_for(app, pilot, MachineScreen)
+        await until_text(app, pilot, "Saved the boot (maintenance) list: 4 device(s)")
     reg = Registry(tmp_path / "registry.db")
     try:
         assert [d.id for d in reg.device_list("machine-01", "boot", "maintenance")] == \

@@ -363,3 +363,85 @@ async def test_add_bos_refuses_a_non_tarball_and_a_duplicate(fabric, tmp_path):
                 shot(app, "error_bos_duplicate")
             await pilot.press("enter")
             await wait_for(app, pilot, MaintenanceScreen)
+
+
+async def test_machine_boot_type_and_device_lists(fabric, tmp_path):
+    """Boot lists > machine: T sets the boot type, rootvg reordered with keys, a primary disk added;
+    every change is in the registry file (reopened) and in its audit trail as the console's."""
+    from core.registry import Registry
+
+    from console.screens.bootlist import BootListScreen
+    from console.screens.machine import MachineScreen
+    from test_console_flows import until_text
+    db = tmp_path / "registry.db"
+    reg = Registry(db)
+    reg.add_machine("machine-01", "web1", actor="test")
+    reg.add_machine("machine-02", "db1", actor="test")
+    l = [x.wwn for x in fabric.luns]
+    reg.set_list("machine-01", "boot", l[:2], "normal", actor="test")
+    reg.set_list("machine-01", "rootvg", [l[4], l[5]], actor="test")
+    reg.close()
+    app = SanbosApp(fabric.root, registry=db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press(*l[1][-5:], "enter")
+        await wait_for(app, pilot, MaintenanceScreen)
+        await pilot.press("5")
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("enter")                          # machine-01
+        await wait_for(app, pilot, MachineScreen)
+        await until_text(app, pilot, "Boot type: normal")
+        text = app.screen_text()
+        assert "* boot (normal)" in text and " 2 dev" in text and "rootvg" in text and "nonessential" in text
+        shot(app, "machine")
+        await pilot.press("t")                              # boot type
+        await wait_for(app, pilot, ChoiceScreen)
+        shot(app, "choice_boot_type")
+        await pilot.press("down", "down", "enter")          # maintenance
+        await wait_for(app, pilot, MachineScreen)
+        await until_text(app, pilot, "Boot type saved: maintenance")
+        await pilot.press("down", "down", "down", "enter")  # rootvg
+        await wait_for(app, pilot, BootListScreen)
+        assert "rootvg list of machine-01" in app.screen_text()
+        await pilot.press("d")                              # first one down: l5, l4
+        await pilot.pause()
+        assert "modified" in app.screen_text()
+        shot(app, "bootlist_rootvg")
+        await pilot.press("s")
+        await wait_for(app, pilot, MachineScreen)
+        await until_text(app, pilot, "Saved the rootvg list: 2 device(s)")
+        await pilot.press("down", "enter")                  # primary (empty)
+        await wait_for(app, pilot, BootListScreen)
+        assert "empty" in app.screen_text()
+        await pilot.press("a")
+        await wait_for(app, pilot, TargetScreen)
+        await pilot.press(*l[2][-5:], "space", "enter")
+        await wait_for(app, pilot, BootListScreen)
+        await pilot.press("s")
+        await wait_for(app, pilot, MachineScreen)
+        await until_text(app, pilot, "Saved the primary list: 1 device(s)")
+        await pilot.press("down", "enter")                  # secondary: leave without saving
+        await wait_for(app, pilot, BootListScreen)
+        await pilot.press("a")
+        await wait_for(app, pilot, TargetScreen)
+        await pilot.press("space", "enter")
+        await wait_for(app, pilot, BootListScreen)
+        await pilot.press("escape")
+        await wait_for(app, pilot, MachineScreen)
+        await pilot.press("escape")                         # back to the machine choice
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("escape")
+        await wait_for(app, pilot, MaintenanceScreen)
+    reg = Registry(db)                                      # the file itself, reopened
+    try:
+        m = reg.machine("machine-01")
+        assert m.boot_type == "maintenance"
+        assert [d.id for d in m.lists["rootvg"]] == [l[5], l[4]]
+        assert [d.id for d in m.lists["primary"]] == [l[2]]
+        assert m.lists["secondary"] == []
+        assert [d.id for d in m.lists["boot"]["normal"]] == l[:2]
+        assert reg.machine("machine-02").boot_type == "normal"
+        mine = [a for a in reg.audit(limit=50) if a.actor == "console"]
+        assert {a.action for a in mine} >= {"machine.boot_type"} and len(mine) == 3, mine
+    finally:
+        reg.close()

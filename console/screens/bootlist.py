@@ -1,4 +1,5 @@
-"""A machine's boot list for one mode: view, reorder, add, remove, save."""
+"""One device list of a machine (a boot list for one mode, or rootvg/primary/...): view,
+reorder, add, remove; S hands the new order back (the caller saves it to the registry)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ class BootListScreen(Screen[list | None]):
         Binding("escape", "back", "Back", id="bootlist.back"),
     ]
 
-    def __init__(self, machine: str, mode: str, devices: list, disks: list) -> None:
+    def __init__(self, machine: str, mode: str | None, devices: list, disks: list, *,
+                 list_name: str = "boot") -> None:
         super().__init__()
+        self.list_name = list_name
         self.machine = machine
         self.mode = mode
         self.devices = list(devices)
@@ -36,8 +39,12 @@ class BootListScreen(Screen[list | None]):
         self.all_disks = disks
 
     def compose(self) -> ComposeResult:
-        yield Plain(f"SANBOS  Boot list of {self.machine}, mode {self.mode}", classes="banner")
-        yield Plain("Order = firmware failover order (first boots first)", classes="title")
+        if self.list_name == "boot":
+            yield Plain(f"SANBOS  Boot list of {self.machine}, mode {self.mode}", classes="banner")
+            yield Plain("Order = firmware failover order (first boots first)", classes="title")
+        else:
+            yield Plain(f"SANBOS  {self.list_name} list of {self.machine}", classes="banner")
+            yield Plain(f"Order = the order of the machine's {self.list_name} disks", classes="title")
         yield OptionList(id="bootlist")
         yield Plain("", classes="status", id="bootlist-status")
         yield Footer(show_command_palette=False)
@@ -97,7 +104,8 @@ class BootListScreen(Screen[list | None]):
         present = {d.id for d in self.devices}
         candidates = [d for d in self.all_disks if d.id not in present]
         chosen = await self.app.push_screen_wait(TargetScreen(
-            f"Add to the {self.mode} boot list of {self.machine}", candidates, multi=True,
+            f"Add to the {self.mode + ' boot' if self.list_name == 'boot' else self.list_name} list of "
+            f"{self.machine}", candidates, multi=True,
             purpose="disks to add", safety=False))
         if chosen:
             self.devices += [Device(d.id) for d in chosen]

@@ -784,7 +784,6 @@ async def bootcopies_flow(app, ctx: FlowContext) -> bool:
 # -- 5. boot lists ------------------------------------------------------------------------
 
 async def bootlists_flow(app, ctx: FlowContext) -> bool:
-    from .bootlist import BootListScreen
     from .choice import ChoiceScreen, Item
 
     Registry = need("core.registry:Registry", "Boot lists")
@@ -793,40 +792,25 @@ async def bootlists_flow(app, ctx: FlowContext) -> bool:
     if reg is None:
         return False
     try:
-        machines = await in_thread(app, "Could not read the registry", reg.list_machines)
-        if machines is None:
-            return False
-        if not machines:
-            from core.errors import NotFoundError
-            from .error import ErrorScreen
-            await app.push_screen_wait(ErrorScreen(NotFoundError(
-                f"the registry {reg.path} has no machines yet"), title="No machines"))
-            return False
-        items = [Item(m.id, f"{m.id:<36} {m.name:<16} {m.boot_type}", "") for m in machines]
-        pick = await app.push_screen_wait(ChoiceScreen("Boot lists: choose the machine",
-                                                       f"Machines in {reg.path}:", items))
-        if not pick:
-            return False
-        mid = pick[0]
-        modes = [Item(m, m, f"the {m} boot list") for m in ("normal", "install", "maintenance")]
-        mode = await app.push_screen_wait(ChoiceScreen(f"Boot lists of {mid}", "Which boot mode?", modes))
-        if not mode:
-            return False
-        mode = mode[0]
-        devices = await in_thread(app, "Could not read the boot list", reg.device_list, mid, "boot", mode)
-        if devices is None:
-            return False
-        new = await app.push_screen_wait(BootListScreen(mid, mode, devices, ctx.disks))
-        if new is None:
-            return False
-        saved = await in_thread(app, "Could not save the boot list", reg.set_list, mid, "boot", new, mode,
-                                actor="console")
-        if saved is None:
-            return False
-        from .result import ResultScreen
-        await app.push_screen_wait(ResultScreen(f"Boot list of {mid} ({mode})",
-                                                ["saved:"] + [f"  {i}. {d.line()}" for i, d in enumerate(saved, 1)]))
-        return False
+        from .machine import MachineScreen
+        last = 0
+        while True:                     # back here after each machine, Esc returns to the menu
+            machines = await in_thread(app, "Could not read the registry", reg.list_machines)
+            if machines is None:
+                return False
+            if not machines:
+                from core.errors import NotFoundError
+                from .error import ErrorScreen
+                await app.push_screen_wait(ErrorScreen(NotFoundError(
+                    f"the registry {reg.path} has no machines yet (sanbos machine add)"), title="No machines"))
+                return False
+            items = [Item(m.id, f"{m.id:<36} {m.name:<16} {m.boot_type}", "") for m in machines]
+            pick = await app.push_screen_wait(ChoiceScreen("Boot lists: choose the machine",
+                                                           f"Machines in {reg.path}:", items, start=last))
+            if not pick:
+                return False
+            last = [m.id for m in machines].index(pick[0])
+            await app.push_screen_wait(MachineScreen(reg, pick[0], ctx.disks))
     finally:
         reg.close()
 
@@ -845,7 +829,8 @@ MENU = [
          "The maintenance boot image on every boot disk: check or fix the copies, add boot disks, "
          "install a new image, remove copies.", ["core.bootcopy:verify"], bootcopies_flow),
     Flow("bootlists", "5", "Boot lists (per machine and mode)",
-         "View, reorder and save a machine's ordered boot devices for each boot mode.",
+         "A machine's boot type and device lists: the boot list of each mode, rootvg, primary, "
+         "secondary, nonessential; view, reorder and save.",
          ["core.registry:Registry"], bootlists_flow),
     Flow("bos", "6", "Add a BOS to the install repository",
          "Figure 6 for a BOS: a root file-system tarball into /bos, or a raw file-system image as its own LV.",

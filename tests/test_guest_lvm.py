@@ -615,10 +615,15 @@ def test_installed_root_vg_in_real_lvm2_guest(kparts, demo_fabric, tmp_path):
     root_t = ext4.Target(Path(path), off, size, "rootlv")
     want = _host_tree_shas(root_t, tmp_path / "rootfs")
     boot = res.boot["bootlv"]
+    with vgmod.open_vg(rvg, refs, write=False) as vgo:
+        (bpath, boff, _), = vgo.lv_ranges(install.BOOT_LV)
+    with open(bpath, "rb") as fh:
+        fh.seek(boff)
+        boot_sha = hashlib.sha256(fh.read(boot["size"])).hexdigest()
     more = prefix_check("bootlv", f"/dev/{rvg}/{install.BOOT_LV}", boot["size"])
     more += (r'mkdir -p /mnt/boot; mount -t ext4 -o ro /dev/$VG/bootlv /mnt/boot && '
-             r'(cd /mnt/boot && echo "==sumcheck:bootlv==" && sha256sum -c SHA256SUMS; echo "check=$?"); '
-             r'umount /mnt/boot' "\n")
+             r'(cd /mnt/boot && echo "==sumcheck:bootlv==" && sha256sum -c SHA256SUMS; echo "check=$?"; '
+             r'echo "==bootfiles=="; sha256sum vmlinuz initrd.img); umount /mnt/boot' "\n")
     r = guest.run_lvm_guest([guest.GuestDisk(lun.path, lun.serial)],
                             guest_script(rvg, [install.ROOT_LV], more=more), 300,
                             kernel=kparts, workdir=tmp_path / "guest")
@@ -633,7 +638,9 @@ def test_installed_root_vg_in_real_lvm2_guest(kparts, demo_fabric, tmp_path):
     got = sha_lines(r.section(f"sha256:{install.ROOT_LV}"))
     assert len(want) >= 5 and got == want, (sorted(set(got) ^ set(want)))
     assert any(p.startswith("var/lib/sanbos/opps/sanbos-demo-tools") for p in got)
-    assert prefix_shas(r.section("prefix:bootlv")) == {f"/dev/{rvg}/{install.BOOT_LV}": boot["sha256"]}
+    assert prefix_shas(r.section("prefix:bootlv")) == {f"/dev/{rvg}/{install.BOOT_LV}": boot_sha}
+    files = sha_lines(r.section("bootfiles"))
+    assert files == {"vmlinuz": res.boot["kernel"]["sha256"], "initrd.img": res.boot["initrd"]["sha256"]}
     sums = r.section("sumcheck:bootlv")
     assert kv_lines(sums).get("check") == "0" and sums.count(": OK") >= 3, sums
 

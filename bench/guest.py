@@ -8,7 +8,7 @@ Prints:
   QEMU start to the first screen of ``sanbos console`` on the serial line
   (direct kernel boot, and through SeaBIOS + GRUB + hashsum from an
   install-VG disk's boot copy);
-- the BOS install on the host (for comparison with the in-guest install).
+- the same BOS install on the host and inside the maintenance guest.
 
     .venv/bin/python bench/guest.py [--runs N] [--kvm] [--no-console] [--no-install]
 """
@@ -103,13 +103,30 @@ def maintenance(k, tmp: Path, kvm: bool) -> None:
           f"copy) from install-VG disk 2 ({'KVM' if kvm else 'TCG'}): {s:.1f} s")
 
 
-def host_install(tmp: Path) -> None:
-    from core import demo, install
+def installs(k, tmp: Path, kvm: bool, in_guest: bool) -> None:
+    """The same BOS install (demo BOS tarball + 2 OPPs + GRUB) on the host and inside the guest."""
 
-    f = demo.create_demo(tmp / "demo", disks=4, size=256 * MiB, targets=1, progress=None)
+    from core import demo, install
+    from core import fabric as fab
+
+    f = demo.create_demo(tmp / "demo", disks=4, size=256 * MiB, targets=2, progress=None)
     t0 = time.monotonic()
     install.install("instvg", "sanbos-demo-bos:tar", f.luns[4].wwn, ["sanbos-demo-tools"], fabric=f.root)
     print(f"BOS install on the host (demo BOS + 2 OPPs + GRUB): {time.monotonic() - t0:.1f} s")
+    if not in_guest:
+        return
+    g = fab.load(f.root)
+    target = g.luns[5]
+    disks = [guest.GuestDisk(l.path, l.serial, snapshot=(i < 4)) for i, l in enumerate(g.luns) if i != 4]
+    script = (f"read a _ < /proc/uptime; sanbos install --from instvg --bos sanbos-demo-bos:tar "
+              f"--target serial:{target.serial} --opp sanbos-demo-tools -q >&2; rc=$?; "
+              f"read b _ < /proc/uptime; echo \"rc=$rc start=$a end=$b\"")
+    r = guest.run_maintenance_guest(disks, script, 900, kernel=k, kvm=kvm, workdir=tmp / "ginstall")
+    m = re.search(r"rc=(\d+) start=([\d.]+) end=([\d.]+)", r.report)
+    if not m or m.group(1) != "0":
+        raise SanbosError(f"the in-guest install failed: {r.console[-600:]}")
+    print(f"the same BOS install inside the maintenance guest ({'KVM' if kvm else 'TCG'}): "
+          f"{float(m.group(3)) - float(m.group(2)):.1f} s (guest clock)")
 
 
 def main() -> int:
@@ -133,7 +150,7 @@ def main() -> int:
             if not args.no_console:
                 maintenance(k, tmp, args.kvm)
             if not args.no_install:
-                host_install(tmp)
+                installs(k, tmp, args.kvm, not args.no_console)
     except SanbosError as e:
         print(f"bench/guest.py: {e}", file=sys.stderr)
         return 1

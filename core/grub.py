@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -43,7 +44,14 @@ PLATFORMS = ("i386-pc", "x86_64-efi")
 COMMON_MODULES = ["part_gpt", "part_msdos", "lvm", "diskfilter", "ext2", "linux", "normal", "echo",
                   "hashsum", "gcry_sha256", "test", "serial", "terminal", "memdisk", "tar", "configfile",
                   "sleep", "halt", "reboot", "ls", "cat", "true"]
-PLATFORM_MODULES = {"i386-pc": ["biosdisk"], "x86_64-efi": ["fat", "efi_gop"]}
+# x86_64-efi: minicmd holds ``exit`` (command.lst), which the UEFI config ends with; the EFI image has no
+# module directory to load anything from later, so every command the config uses must be built in
+PLATFORM_MODULES = {"i386-pc": ["biosdisk"], "x86_64-efi": ["fat", "efi_gop", "minicmd"]}
+#: commands GRUB's kernel itself registers (kern/corecmd.c): not in command.lst
+KERNEL_COMMANDS = {"set", "unset", "insmod", "ls"}
+#: words the normal parser reads as script syntax, not commands
+SCRIPT_KEYWORDS = {"if", "then", "elif", "else", "fi", "for", "in", "do", "done", "while", "until",
+                   "function", "!", "{", "}"}
 
 # boot.img fields (GRUB's i386-pc boot sector layout)
 BOOT_KERNEL_SECTOR = 0x5C
@@ -84,8 +92,13 @@ def config(copies: Sequence[Copy], cmdline: str, *, platform: str = "i386-pc", t
 
     For each copy: if its SHA256SUMS exists and ``hashsum --check`` passes,
     boot its kernel with ``cmdline sanbos.copy=<disk id>``; else say why and
-    go on.  When no copy is good, UEFI returns to the firmware (``exit``, so
-    it tries its next boot entry); BIOS stops at the GRUB prompt.
+    go on.  When no copy is good, UEFI returns to the firmware (``exit``,
+    from the ``minicmd`` module); BIOS stops at the GRUB prompt.  GRUB 2.06's
+    ``exit`` returns EFI_SUCCESS, and by UEFI 2.x section 3.1.1 a firmware
+    with a boot manager menu may then show that menu instead of trying its
+    next boot entry: OVMF (edk2 2022.11) does exactly that (it starts
+    "UiApp"), so under OVMF this is no failover to the next disk
+    (tests/test_boot_qemu.py proves both halves).
     """
     if platform not in PLATFORMS:
         raise UsageError(f"GRUB platform {platform!r}: choose one of {', '.join(PLATFORMS)}")
@@ -131,6 +144,67 @@ def config(copies: Sequence[Copy], cmdline: str, *, platform: str = "i386-pc", t
     return "\n".join(lines) + "\n"
 
 
+def commands(cfg: str) -> list[str]:
+    """The command names a GRUB script runs (first word of every simple command), in order, once each."""
+    out: list[str] = []
+    for line in cfg.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        lex = shlex.shlex(line, posix=True, punctuation_chars=";")
+        lex.whitespace_split = True
+        lex.commenters = ""
+        first = True
+        for tok in lex:
+            if tok == ";":
+                first = True
+                continue
+            if not first:
+                continue
+            if tok in SCRIPT_KEYWORDS:
+                continue       # "if [ ... ]": the command after the keyword
+            first = False
+            if tok not in out:
+                out.append(tok)
+    return out
+
+
+def _lst(path: Path) -> dict[str, list[str]]:
+    out = {}
+    for line in path.read_text().splitlines():
+        name, sep, rest = line.partition(":")
+        if sep:
+            out[name.strip().lstrip("*")] = rest.split()
+    return out
+
+
+def missing_commands(cfg: str, platform: str, modules: Sequence[str]) -> dict[str, str]:
+    """Commands ``cfg`` uses that an image of ``modules`` (and their dependencies) would not have.
+
+    {command: module that has it, or "" when no module of ``platform`` does} (command.lst, moddep.lst).
+    """
+    moddir = GRUB_LIB / platform
+    cmds = _lst(moddir / "command.lst")
+    deps = _lst(moddir / "moddep.lst")
+    have: set[str] = set()
+    todo = list(modules)
+    while todo:
+        m = todo.pop()
+        if m not in have:
+            have.add(m)
+            todo += deps.get(m, [])
+    out = {}
+    for c in commands(cfg):
+        if c in KERNEL_COMMANDS:
+            continue
+        mod = cmds.get(c)
+        if mod is None:
+            out[c] = ""
+        elif mod[0] not in have:
+            out[c] = mod[0]
+    return out
+
+
 def mkimage(platform: str, cfg: str, out: str | os.PathLike[str], *,
             extra_modules: Sequence[str] = ()) -> Path:
     """Build a GRUB image for ``platform`` with ``cfg`` as (memdisk)/grub.cfg."""
@@ -140,6 +214,14 @@ def mkimage(platform: str, cfg: str, out: str | os.PathLike[str], *,
     if not (moddir / "lvm.mod").exists():
         pkg = "grub-pc-bin" if platform == "i386-pc" else "grub-efi-amd64-bin"
         raise ToolError(f"GRUB modules for {platform} are missing ({moddir}); install {pkg} (scripts/setup.sh)")
+    mods = COMMON_MODULES + PLATFORM_MODULES[platform] + list(extra_modules)
+    # the image has no module directory at boot: a command whose module is not built in is "unknown"
+    missing = missing_commands(EARLY_CFG + cfg, platform, mods)
+    if missing:
+        raise UsageError(f"GRUB {platform} image: the config uses "
+                         + ", ".join(f"{c!r} ({('module ' + m) if m else 'no such command'})"
+                                     for c, m in missing.items())
+                         + " that the image would not contain")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sanbos-grub.") as tmp:
@@ -149,7 +231,6 @@ def mkimage(platform: str, cfg: str, out: str | os.PathLike[str], *,
         run(["tar", "-C", tmp, "--owner=0", "--group=0", "--mtime=@0", "-cf", str(tar), "grub.cfg"],
             what="tar (GRUB memdisk)")
         fmt = "i386-pc" if platform == "i386-pc" else "x86_64-efi"
-        mods = COMMON_MODULES + PLATFORM_MODULES[platform] + list(extra_modules)
         run(["grub-mkimage", "-O", fmt, "-d", str(moddir), "-o", str(out), "-p", "(memdisk)",
              "-m", str(tar), "-c", str(Path(tmp) / "early.cfg"), *mods], what=f"grub-mkimage -O {fmt}")
     return out

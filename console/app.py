@@ -35,9 +35,9 @@ class SanbosApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
 
     BINDINGS = [
-        Binding("f1", "help", "Help", id="app.help", tooltip="Show every key and what it does"),
+        Binding("f1", "help", "Help", key_display="F1/?", id="app.help", tooltip="Show every key and what it does"),
         Binding("question_mark", "help", "Help", show=False, id="app.help-alt"),
-        Binding("f4", "toggle_theme", "Theme", id="app.theme", tooltip="Switch light/dark"),
+        Binding("f4", "toggle_theme", "Theme", show=False, id="app.theme", tooltip="Switch light/dark"),
         Binding("f10", "request_quit", "Quit", id="app.quit"),
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True, id="app.quit-alt"),
         Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True, id="app.quit-ctrl-c"),

@@ -8,6 +8,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer
 
+from ..widgets.navlist import modal_bindings
 from ..widgets.plain import Plain
 
 
@@ -17,7 +18,7 @@ class AskScreen(ModalScreen[bool]):
         Binding("y", "answer(True)", "Yes", id="ask.yes"),
         Binding("n", "answer(False)", "No", id="ask.no"),
         Binding("escape", "answer(False)", "No", show=False, id="ask.back"),
-    ]
+    ] + modal_bindings('ask')
 
     def __init__(self, title: str, question: str) -> None:
         super().__init__()
@@ -29,7 +30,7 @@ class AskScreen(ModalScreen[bool]):
             yield Plain(self.title_text, classes="dialog-title")
             yield Plain(self.question, id="ask-text")
             yield Plain("Y: yes   N or Esc: no", classes="hint")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)

@@ -11,12 +11,14 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
+from ..widgets.navlist import modal_bindings
+from ..widgets.entry import Entry
 from ..widgets.plain import Plain
 
 
 class AskTextScreen(ModalScreen[str | None]):
     CSS_PATH = "ask_text.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="ask-text.cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="ask-text.cancel")] + modal_bindings('ask-text')
 
     def __init__(self, title: str, prompt: str, *, value: str = "",
                  validate: Callable[[str], str | None] | None = None) -> None:
@@ -30,9 +32,9 @@ class AskTextScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog", id="ask-text-dialog"):
             yield Plain(self.title_text, classes="dialog-title")
             yield Plain(self.prompt, id="ask-text-prompt")
-            yield Input(value=self.value, id="ask-text-input")
+            yield Entry(value=self.value, id="ask-text-input")
             yield Plain("Enter accepts, Esc cancels.", classes="status", id="ask-text-message")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
         inp = self.query_one(Input)

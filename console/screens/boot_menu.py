@@ -48,7 +48,7 @@ class BootMenuScreen(Screen):
     BINDING_GROUP_TITLE = "Boot menu"
 
     BINDINGS = [
-        Binding("tab", "toggle_view", "Other view", id="boot-menu.view"),
+        Binding("tab", "toggle_view", "View", id="boot-menu.view", tooltip="Boot devices / other disks"),
         Binding("f2", "toggle_view", "Other view", show=False, id="boot-menu.view-alt"),
         Binding("f5", "rescan", "Rescan", id="boot-menu.rescan"),
         Binding("escape", "clear_filter", "Clear", id="boot-menu.clear"),
@@ -71,7 +71,7 @@ class BootMenuScreen(Screen):
         yield self.disk_list
         yield Plain("", id="detail")
         yield Plain("Scanning disks ...", classes="status", id="status")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
         self.disk_list.focus()

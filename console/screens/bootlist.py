@@ -12,6 +12,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..widgets.disk_list import health_text
+from ..widgets.navlist import QuietNavList
 from ..widgets.plain import Plain
 
 
@@ -19,8 +20,9 @@ class BootListScreen(Screen[list | None]):
     CSS_PATH = "bootlist.tcss"
     BINDING_GROUP_TITLE = "Boot list"
     BINDINGS = [
-        Binding("u,shift+up", "move(-1)", "Up", id="bootlist.up"),
-        Binding("d,shift+down", "move(1)", "Down", id="bootlist.down"),
+        Binding("u,shift+up", "move(-1)", "Order", key_display="u/d", id="bootlist.up",
+                tooltip="Move the highlighted device up (u) or down (d)"),
+        Binding("d,shift+down", "move(1)", "Move down", show=False, id="bootlist.down"),
         Binding("a", "add", "Add", id="bootlist.add"),
         Binding("x,delete", "remove", "Remove", id="bootlist.remove"),
         Binding("s,f9", "save", "Save", id="bootlist.save"),
@@ -45,9 +47,9 @@ class BootListScreen(Screen[list | None]):
         else:
             yield Plain(f"SANBOS  {self.list_name} list of {self.machine}", classes="banner")
             yield Plain(f"Order = the order of the machine's {self.list_name} disks", classes="title")
-        yield OptionList(id="bootlist")
+        yield QuietNavList(id="bootlist")
         yield Plain("", classes="status", id="bootlist-status")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
         self._fill(0)

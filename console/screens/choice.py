@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ..widgets.navlist import NavList
 from ..widgets.plain import Plain
 
 
@@ -54,13 +55,13 @@ class ChoiceScreen(Screen[list | None]):
     def compose(self) -> ComposeResult:
         yield Plain(f"SANBOS  {self.title_text}", classes="banner")
         yield Plain(self.prompt, classes="title", id="choice-prompt")
-        yield OptionList(*[Option(Text(self._label(it)), id=it.id, disabled=it.disabled) for it in self.items],
+        yield NavList(*[Option(Text(self._label(it)), id=it.id, disabled=it.disabled) for it in self.items],
                          id="choice-list")
         yield Plain("", id="choice-description")
         hint = ("Space marks, F9 (or Enter) takes the marked items, Esc goes back."
                 if self.multi else "Enter chooses, Esc goes back.")
         yield Plain(hint, classes="status", id="choice-status")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
         ol = self.query_one(OptionList)

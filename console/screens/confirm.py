@@ -13,13 +13,15 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
+from ..widgets.navlist import modal_bindings
+from ..widgets.entry import Entry
 from ..widgets.plain import Plain
 
 
 class ConfirmScreen(ModalScreen[bool]):
     CSS_PATH = "confirm.tcss"
     BINDING_GROUP_TITLE = "Confirm"
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="confirm.cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="confirm.cancel")] + modal_bindings('confirm')
 
     def __init__(self, target_id: str, action: str, *, consequence: str | None = None,
                  noun: str = "disk's full ID") -> None:
@@ -36,9 +38,9 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Plain("Confirm destructive operation", classes="dialog-title")
             yield Plain(f"{self.action}\n\n{self.consequence}\nType the {self.noun} to confirm:",
                          id="confirm-text")
-            yield Input(placeholder=self.target_id[:4] + "...", id="confirm-input")
+            yield Entry(placeholder=self.target_id[:4] + "...", id="confirm-input")
             yield Plain("", id="confirm-message", classes="status")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
         inp = self.query_one(Input)

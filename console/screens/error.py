@@ -14,6 +14,7 @@ from textual.widgets import Footer
 
 from core import errors as E
 
+from ..widgets.navlist import modal_bindings
 from ..widgets.plain import Plain
 
 
@@ -67,9 +68,9 @@ def describe(error: BaseException | str) -> tuple[str, str]:
 class ErrorScreen(ModalScreen[None]):
     CSS_PATH = "error.tcss"
     BINDINGS = [
-        Binding("escape", "close", "Back", id="error.back"),
         Binding("enter", "close", "OK", id="error.ok"),
-    ]
+        Binding("escape", "close", "Back", id="error.back"),
+    ] + modal_bindings('error')
 
     def __init__(self, error: BaseException | str, title: str = "The operation failed") -> None:
         super().__init__()
@@ -84,7 +85,7 @@ class ErrorScreen(ModalScreen[None]):
                 yield Plain(self.what, id="error-what")
                 yield Plain("What to do: " + self.advice, id="error-advice")
             yield Plain("Enter or Esc returns.", classes="hint")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def action_close(self) -> None:
         self.dismiss(None)

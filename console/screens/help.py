@@ -8,7 +8,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer
 
+from ..widgets.navlist import NAV_KEYS
 from ..widgets.plain import Plain
+from ..widgets.vt import key_display
 
 GUIDE = """\
 How to work
@@ -33,7 +35,7 @@ def binding_rows(app, screen: Screen) -> list[tuple[str, str, str]]:
         if not ident or (b.action, key) in seen:
             continue
         seen.add((b.action, key))
-        rows.append((app.get_key_display(b), b.description or b.action.replace("_", " "), ident))
+        rows.append((key_display(key), b.description or b.action.replace("_", " "), ident))
     return rows
 
 
@@ -43,10 +45,11 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape", "close", "Close", id="help.close"),
         Binding("f1", "close", "Close", show=False, id="help.close-f1"),
         Binding("q", "close", "Close", show=False, id="help.close-q"),
-        Binding("down", "scroll(1)", "Scroll", show=False, id="help.down"),
+        Binding("down", "scroll(1)", "Scroll", key_display=NAV_KEYS, id="help.down"),
         Binding("up", "scroll(-1)", "Scroll", show=False, id="help.up"),
-        Binding("pagedown", "scroll(10)", "Scroll", show=False, id="help.page-down"),
+        Binding("pagedown", "scroll(10)", "Page down", show=False, id="help.page-down"),
         Binding("pageup", "scroll(-10)", "Scroll", show=False, id="help.page-up"),
+        Binding("f10", "app.request_quit", "Quit", id="help.quit"),
     ]
 
     def __init__(self, under: Screen) -> None:
@@ -60,12 +63,12 @@ class HelpScreen(ModalScreen[None]):
         title = getattr(self.under, "BINDING_GROUP_TITLE", None) or type(self.under).__name__
         with Vertical(classes="dialog", id="help-dialog"):
             yield Plain(f"Help: {title}", classes="dialog-title")
-            with VerticalScroll(id="help-body"):
+            with VerticalScroll(id="help-body", can_focus=False):
                 yield Plain("Keys      Action                       Id (for --key)\n" + self.keys_text,
                              id="help-keys")
                 yield Plain(GUIDE, id="help-guide")
             yield Plain("Up/Down/PgUp/PgDn scroll, Esc closes this help.", classes="hint")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def action_scroll(self, lines: int) -> None:
         body = self.query_one("#help-body", VerticalScroll)

@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from ..messages import MachineLoaded
+from ..widgets.navlist import NavList
 from ..widgets.plain import Plain
 
 BOOT_TYPES = ("normal", "install", "maintenance")
@@ -42,13 +43,18 @@ def row_title(lst: str, mode: str | None) -> str:
     return f"boot ({mode})" if mode else lst
 
 
+class ListsList(NavList):
+    """The machine's lists; Enter opens the highlighted one in the list editor."""
+
+    BINDINGS = [Binding("enter", "select", "Edit", id="machine.edit")]
+
+
 class MachineScreen(Screen[None]):
     CSS_PATH = "machine.tcss"
     BINDING_GROUP_TITLE = "Machine"
     BINDINGS = [
-        Binding("enter", "edit", "Edit list", id="machine.edit"),
         Binding("t", "boot_type", "Boot type", id="machine.boot-type"),
-        Binding("f5", "reload", "Reload", id="machine.reload"),
+        Binding("f5", "reload", "Reload", show=False, id="machine.reload"),
         Binding("escape", "back", "Back", id="machine.back"),
     ]
 
@@ -62,11 +68,11 @@ class MachineScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Plain(f"SANBOS  Machine {self.machine_id}", classes="banner", id="machine-banner")
         yield Plain("Reading the registry ...", classes="title", id="machine-type")
-        yield OptionList(*[Option(Text(row_title(l, m)), id=row_id(l, m)) for l, m in ROWS], id="machine-lists")
+        yield ListsList(*[Option(Text(row_title(l, m)), id=row_id(l, m)) for l, m in ROWS], id="machine-lists")
         yield Plain("", id="machine-detail")
         yield Plain("Up/Down choose a list, Enter edits it, T changes the boot type, Esc goes back.",
                     classes="status", id="machine-status")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
         ol = self.query_one(OptionList)

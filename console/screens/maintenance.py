@@ -23,6 +23,7 @@ from core.units import human
 
 from ..messages import ImportDone
 from . import flows
+from ..widgets.navlist import NavList
 from ..widgets.plain import Plain
 
 
@@ -53,11 +54,11 @@ class MaintenanceScreen(Screen[None]):
             label = f"{f.key}. {f.title}" + ("   (not available in this build)" if reason else "")
             options.append(Option(Text(label), id=f.id))
         options.append(Option(Text("0. Back to the boot device selection"), id="back"))
-        yield OptionList(*options, id="maint-menu")
+        yield NavList(*options, id="maint-menu")
         yield Plain("", id="maint-description")
         yield Plain("Up/Down and Enter, or the entry's number. Esc returns to the boot menu.",
                      classes="status", id="maint-status")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#maint-menu", OptionList).focus()

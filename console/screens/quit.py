@@ -8,6 +8,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer
 
+from ..widgets.navlist import modal_bindings
 from ..widgets.plain import Plain
 
 
@@ -17,7 +18,7 @@ class QuitScreen(ModalScreen[bool]):
         Binding("y", "answer(True)", "Yes, quit", id="quit.yes"),
         Binding("n", "answer(False)", "No", id="quit.no"),
         Binding("escape", "answer(False)", "Back", id="quit.back"),
-    ]
+    ] + modal_bindings('quit', quit=False)
 
     def __init__(self, running: bool = False) -> None:
         super().__init__()
@@ -32,7 +33,7 @@ class QuitScreen(ModalScreen[bool]):
             yield Plain("Quit", classes="dialog-title")
             yield Plain(text, id="quit-text")
             yield Plain("Y quits, N or Esc goes back.", classes="hint")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)

@@ -8,6 +8,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from ..widgets.navlist import NAV_KEYS
 from ..widgets.plain import Plain
 
 
@@ -17,9 +18,9 @@ class ResultScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "close", "Back to menu", id="result.close"),
         Binding("escape", "close", "Back", show=False, id="result.back"),
-        Binding("down", "scroll(1)", "Scroll", show=False, id="result.down"),
+        Binding("down", "scroll(1)", "Scroll", key_display=NAV_KEYS, id="result.down"),
         Binding("up", "scroll(-1)", "Scroll", show=False, id="result.up"),
-        Binding("pagedown", "scroll(10)", "Scroll", show=False, id="result.page-down"),
+        Binding("pagedown", "scroll(10)", "Page down", show=False, id="result.page-down"),
         Binding("pageup", "scroll(-10)", "Scroll", show=False, id="result.page-up"),
     ]
 
@@ -35,10 +36,10 @@ class ResultScreen(Screen[None]):
         yield Plain(f"SANBOS  Result: {self.title_text}", classes="banner")
         yield Plain(state, id="result-state",
                      classes="-ok" if self.ok and not self.cancelled else "-bad")
-        with VerticalScroll(id="result-body"):
+        with VerticalScroll(id="result-body", can_focus=False):
             yield Plain("\n".join(self.lines) or "(no details)", id="result-lines")
         yield Plain("Enter returns to the maintenance menu.", classes="status")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def action_scroll(self, lines: int) -> None:
         body = self.query_one("#result-body", VerticalScroll)

@@ -63,7 +63,7 @@ class TargetScreen(Screen[list | None]):
         yield self.disk_list
         yield Plain("", id="target-detail")
         yield Plain("Checking the disks' safety ...", classes="status", id="target-status")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
         self.disk_list.set_disks(self.candidates)

@@ -117,12 +117,13 @@ class DiskList(ScrollView, can_focus=True):
 
     BINDINGS = [
         Binding("up", "cursor_up", "Up", show=False, id="disk-list.up"),
-        Binding("down", "cursor_down", "Down", show=False, id="disk-list.down"),
+        Binding("down", "cursor_down", "Move", key_display="Up/Dn/PgUp/Dn", id="disk-list.down"),
         Binding("pageup", "page_up", "PgUp", show=False, id="disk-list.page-up"),
-        Binding("pagedown", "page_down", "PgDn", show=False, id="disk-list.page-down"),
+        Binding("pagedown", "page_down", "Page down", show=False, id="disk-list.page-down"),
         Binding("home", "first", "First", show=False, id="disk-list.first"),
         Binding("end", "last", "Last", show=False, id="disk-list.last"),
         Binding("enter", "select", "Select", id="disk-list.select"),
+        Binding("space", "toggle_mark", "Mark", id="disk-list.mark"),
         Binding("backspace", "filter_backspace", "Edit filter", show=False, id="disk-list.backspace"),
     ]
 
@@ -272,6 +273,14 @@ class DiskList(ScrollView, can_focus=True):
             return False
         self.filter_text = ""
         return True
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "toggle_mark" and not self.multi:
+            return False            # single choice: Space is filter text, and no footer entry
+        return True
+
+    def action_toggle_mark(self) -> None:
+        self.toggle_mark()
 
     def toggle_mark(self) -> None:
         disk = self.highlighted

@@ -267,6 +267,17 @@ def _stage_base(root: Path, kparts: KernelParts, modules: Sequence[str], binarie
     (root / "init").chmod(0o755)
 
 
+def _prune(d: Path, pattern: str, keep: int) -> None:
+    """Remove all but the ``keep`` newest cached archives matching ``pattern`` (the cache
+    key changes with the source tree, so old archives would pile up)."""
+    files = sorted(d.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[keep:]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
+
+
 def build_base_initrd(kparts: KernelParts, *, cache: str | os.PathLike[str] | None = None,
                       modules: Sequence[str] = LVM_GUEST_MODULES,
                       binaries: Sequence[str] = LVM_GUEST_BINARIES) -> Path:
@@ -285,6 +296,7 @@ def build_base_initrd(kparts: KernelParts, *, cache: str | os.PathLike[str] | No
             with open(partial, "wb") as fh:
                 _pack_newc(root, fh, compress=True)
             partial.rename(out)
+        _prune(d, f"lvm-guest-{kparts.version}-*.cpio.gz", keep=6)
     return out
 
 
@@ -698,6 +710,7 @@ def build_maintenance_initrd(kparts: KernelParts, out: str | os.PathLike[str], *
                 with open(partial, "wb") as fh:
                     _pack_newc(root, fh, compress=True)
                 partial.rename(base)
+            _prune(d, f"maintenance-{kparts.version}-*.cpio.gz", keep=2)
     out = Path(out)
     with open(out, "wb") as fh:
         with open(base, "rb") as b:

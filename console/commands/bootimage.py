@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--kernel", metavar="VMLINUZ", help="an x86 Linux bzImage")
     b.add_argument("--initrd", metavar="INITRD", help="an initramfs (gzip/xz/zstd or plain cpio)")
     b.add_argument("--from-iso", metavar="ISO", help="take kernel and initramfs from a bootable Linux ISO")
+    b.add_argument("--maintenance", action="store_true",
+                   help="the generic maintenance image: Debian kernel + an initramfs with Python and sanbos "
+                        "that starts 'sanbos console' on the serial console")
     b.add_argument("--cmdline", default=None,
                    help=f"kernel command line (default: {bootimage.DEFAULT_CMDLINE!r})")
     b.add_argument("-o", "--output", required=True, metavar="IMAGE")
@@ -68,7 +71,13 @@ def _progress(msg: str, frac: float) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    if args.from_iso:
+    if args.maintenance:
+        if args.kernel or args.initrd or args.from_iso:
+            raise UsageError("--maintenance builds its own kernel and initramfs; leave out --kernel/--initrd/--from-iso")
+        from core import guest
+        kwargs = {"cmdline": args.cmdline} if args.cmdline else {}
+        info = guest.build_maintenance_image(args.output, progress=None if args.json else _progress, **kwargs)
+    elif args.from_iso:
         if args.kernel or args.initrd:
             raise UsageError("give either --from-iso or --kernel and --initrd, not both")
         info = bootimage.build_from_iso(args.from_iso, args.cmdline, args.output)

@@ -6,7 +6,7 @@ maintenance systems, and none on our CI machines):
 
 * WWN: ``ID_WWN_WITH_EXTENSION``/``ID_WWN``, else sysfs ``wwid`` or
   ``device/wwid`` (``naa.``/``eui.`` identifiers);
-* serial: ``ID_SERIAL_SHORT``, else sysfs ``device/serial`` or ``serial``;
+* serial: ``ID_SERIAL_SHORT``, else sysfs ``device/serial`` or ``serial``, else SCSI VPD page 0x80;
 * SAN address: ``ID_PATH``, else an address built from the sysfs device path
   (``pci-0000:00:04.0-scsi-2:0:0:1``) or, for a loop device, its backing file;
 * size, read-only flag, holders, mounted partitions (``/proc/self/mountinfo``),
@@ -41,6 +41,19 @@ def _read(path: Path) -> str | None:
         return path.read_text().strip()
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def _vpd_serial(path: Path) -> str | None:
+    """The unit serial number from a SCSI VPD page 0x80 (sysfs ``device/vpd_pg80``)."""
+    try:
+        page = path.read_bytes()
+    except OSError:
+        return None
+    if len(page) < 4 or page[1] != 0x80:
+        return None
+    length = int.from_bytes(page[2:4], "big")
+    text = page[4:4 + length].decode("ascii", errors="replace").strip(" \x00")
+    return text or None
 
 
 def _names(d: Path) -> list[str]:
@@ -234,7 +247,8 @@ def _probe(dev: _Dev, sysfs: str, proc: str) -> DiskInfo | None:
     p = dev.props
     wwn = (_norm_wwn(p.get("ID_WWN_WITH_EXTENSION")) or _norm_wwn(p.get("ID_WWN"))
            or _norm_wwn(_read(sd / "wwid")) or _norm_wwn(_read(sd / "device" / "wwid")))
-    serial = p.get("ID_SERIAL_SHORT") or _read(sd / "device" / "serial") or _read(sd / "serial") or None
+    serial = (p.get("ID_SERIAL_SHORT") or _read(sd / "device" / "serial") or _read(sd / "serial")
+              or _vpd_serial(sd / "device" / "vpd_pg80") or None)
     address = p.get("ID_PATH")
     if not address:
         address = f"loop-{backing}" + (f"@{offset}" if offset else "") if backing else _address_from_sysfs(sd)

@@ -149,6 +149,18 @@ def test_fallback_ids_flags_and_skips(tmp_path: Path) -> None:
     assert lo.addresses == ["loop-/images/lun00.img@1048576"]
 
 
+def test_scsi_serial_from_vpd_page_80(tmp_path: Path) -> None:
+    fs = FakeSys(tmp_path)
+    d = fs.disk("sde", scsi(6), "8:64", 64 * MiB, device_files={})
+    serial = b"SB2CE5F7000003"
+    (d / "device" / "vpd_pg80").write_bytes(bytes([0, 0x80, 0, len(serial)]) + serial)
+    e = fs.disk("sdf", scsi(7), "8:80", 64 * MiB, device_files={})
+    (e / "device" / "vpd_pg80").write_bytes(b"\x00\x83\x00\x04abcd")  # not page 0x80: ignored
+    by = {str(x.path): x for x in fs.list()}
+    assert by["/dev/sde"].serial == "SB2CE5F7000003" and by["/dev/sde"].id == "serial:SB2CE5F7000003"
+    assert by["/dev/sdf"].serial is None
+
+
 def test_udev_properties_win_over_sysfs(tmp_path: Path, monkeypatch) -> None:
     fs = FakeSys(tmp_path)
     d = fs.disk("sdd", scsi(5), "8:48", 64 * MiB, device_files={"wwid": "naa.1111111111111111"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -54,17 +55,27 @@ def build_install_fabric(base: Path) -> Path:
     from core import bootcopy, bootimage, debparts, demoparts, repo
     from core import vg as vgmod
 
+    from core.lvm import uuid as lvmuuid
+
     counter = itertools.count(0xC0)
     real = fab.secrets.token_hex
+    real_uuid = lvmuuid.generate
     fab.secrets.token_hex = lambda n=16: f"{next(counter):0{2 * n}x}"[-2 * n:]   # stable IDs for the SVGs
+    lvmuuid.generate = fixed_uuids("G")                                         # stable PV/VG/LV UUIDs too
+    cwd = os.getcwd()
     try:
         try:
-            debparts.kernel()
+            k = debparts.kernel()
         except SanbosError as e:
             pytest.skip(f"Debian kernel not available (scripts/fetch-parts.sh): {e}")
         f = fab.create(base / "fabric", 4, 128 * MiB)
         refs = [DiskRef(l.wwn, l.path) for l in f.luns]
-        bootimage.demo(base / "boot.img")
+        # the demo boot image, built from relative paths: its manifest names its sources, so the
+        # same image (and SHA-256 on the result screens) comes out of every run
+        os.chdir(base)
+        bootimage.demo_initrd("initrd.img")
+        bootimage.build(k.vmlinuz, "initrd.img", None, "boot.img", source=f"demo: {k.package} + busybox-static")
+        os.chdir(cwd)
         vgmod.create(VG, refs)
         bootcopy.mirror(VG, refs, base / "boot.img")
         repo.create_repo(VG, refs, "48M")
@@ -72,8 +83,37 @@ def build_install_fabric(base: Path) -> Path:
         repo.add_opps(VG, refs, demoparts.demo_opps(base / "opps")[:1])
         fab.add(f, 2, 256 * MiB)
     finally:
+        os.chdir(cwd)
         fab.secrets.token_hex = real
+        lvmuuid.generate = real_uuid
     return f.root
+
+
+def fixed_uuids(tag: str):
+    """A stand-in for core.lvm.uuid.generate: valid, unique per tag, the same in every run.
+
+    Letters g-y only (no digits, no hex letters): typing part of a WWN never matches one."""
+    counter = itertools.count(1)
+    letters = "ghijklmnopqrstuvwxy"
+
+    def generate() -> str:
+        n, out = next(counter), ""
+        while n:
+            n, r = divmod(n, len(letters))
+            out = letters[r] + out
+        return f"{tag}{out:z>31}"
+    return generate
+
+
+@pytest.fixture(autouse=True)
+def stable_screens(monkeypatch):
+    """What the screenshots show does not depend on the run: UUIDs made during a test come from
+    a counter (never the golden fabric's), and the progress log's time stamps read 0.0s."""
+    from core.lvm import uuid as lvmuuid
+
+    from console.screens.progress import ProgressScreen
+    monkeypatch.setattr(lvmuuid, "generate", fixed_uuids("T"))
+    monkeypatch.setattr(ProgressScreen, "clock", staticmethod(lambda: 0.0))
 
 
 @pytest.fixture(scope="session")
@@ -225,11 +265,13 @@ async def test_repair_restores_the_bad_copy_on_disk(fabric):
     assert bootcopy.verify(VG, members(fabric), check_grub=False).ok
 
 
-async def test_add_opp_writes_the_repository(fabric, tmp_path):
+async def test_add_opp_writes_the_repository(fabric, tmp_path, monkeypatch):
     from core import demoparts, repo
     from core import vg as vgmod
     deb = demoparts.opp_deb(tmp_path / "new", "sanbos-console-test", "2.1",
                             description="an OPP added from the console")
+    monkeypatch.chdir(tmp_path)                 # typed relative: the screenshot shows no temp dir
+    deb = deb.relative_to(tmp_path)
     app = SanbosApp(fabric.root)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_menu(app, pilot, fabric)
@@ -252,10 +294,23 @@ async def test_add_opp_writes_the_repository(fabric, tmp_path):
     assert "sanbos-console-test" in names
 
 
-async def test_install_bos_onto_target(fabric):
+async def test_install_bos_onto_target(fabric, monkeypatch):
+    import threading
+
+    from core import install
     from core import vg as vgmod
     from core.lvm.scan import scan
     target = fabric.luns[4]
+    real_install = install.install
+    shot_taken = threading.Event()
+
+    def gated(*args, progress=None, **kwargs):      # the progress screenshot shows the first step
+        def report(message, fraction=None):
+            progress(message, fraction)
+            shot_taken.wait(60)
+        return real_install(*args, progress=report, **kwargs)
+
+    monkeypatch.setattr(install, "install", gated)
     app = SanbosApp(fabric.root)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_menu(app, pilot, fabric)
@@ -295,7 +350,11 @@ async def test_install_bos_onto_target(fabric):
         app.screen.query_one("Input").value = target.wwn
         await pilot.press("enter")
         await wait_for(app, pilot, ProgressScreen)
+        while not app.screen.log_lines:
+            await pilot.pause(0.05)
+        await pilot.pause()
         shot(app, "progress")
+        shot_taken.set()
         await wait_for(app, pilot, ResultScreen, timeout=300)
         text = app.screen_text()
         assert "DONE" in text, text
@@ -377,8 +436,8 @@ async def test_cancel_asks_then_stops_at_a_safe_point(fabric, monkeypatch):
     calls = []
 
     def slow_verify(vg_name, disks, *, progress=None, check_grub=True):
-        for i in range(3000):
-            progress(f"reading block {i}", i / 3000)
+        for i in range(3000):         # 5 steps, then the same step until cancelled (a stable log)
+            progress(f"reading block {min(i, 5)}", min(i, 5) / 100)
             calls.append(i)
             time.sleep(0.02)
         raise AssertionError("not cancelled")

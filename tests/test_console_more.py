@@ -23,7 +23,8 @@ from console.screens.maintenance import MaintenanceScreen
 from console.screens.plan import PlanScreen
 from console.screens.result import ResultScreen
 from console.screens.target import TargetScreen
-from test_console_flows import VG, build_install_fabric, members, settle, shot, wait_for
+from test_console_flows import (VG, build_install_fabric, members, settle, shot, stable_screens,  # noqa: F401
+                                wait_for)
 
 MiB = 1024 * 1024
 
@@ -67,7 +68,7 @@ def lvm_partition_loops(loopdev, paths) -> list[str]:
     return devs
 
 
-async def test_mirror_boot_copies_onto_a_vg_without_any(fabric, golden2, loopdev):
+async def test_mirror_boot_copies_onto_a_vg_without_any(fabric, golden2, loopdev, monkeypatch):
     """A VG with no boot copies: from the other-disks view, Boot copies > Mirror onto disks, two
     disks marked in boot order, a boot image file, plan, typed ID, progress, result; then real
     LVM2 sees bootlv as raid1 with the copy records, and each leg holds the image's bytes."""
@@ -79,6 +80,7 @@ async def test_mirror_boot_copies_onto_a_vg_without_any(fabric, golden2, loopdev
     refs = [DiskRef(l.wwn, l.path) for l in new]
     vgmod.create("newvg", refs)
     image = golden2.parent / "boot.img"
+    monkeypatch.chdir(image.parent)             # typed relative: the screenshots show no temp dir
     app = SanbosApp(fabric.root)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
@@ -110,11 +112,11 @@ async def test_mirror_boot_copies_onto_a_vg_without_any(fabric, golden2, loopdev
         await pilot.press(*"/no/such/boot.img", "enter")
         await pilot.pause()
         assert isinstance(app.screen, AskTextScreen) and "No such file: /no/such/boot.img" in app.screen_text()
-        app.screen.query_one("Input").value = str(image.parent)
+        app.screen.query_one("Input").value = "fabric"
         await pilot.press("enter")
         await pilot.pause()
-        assert "is a directory" in app.screen_text()
-        app.screen.query_one("Input").value = str(image)
+        assert "fabric is a directory" in app.screen_text()
+        app.screen.query_one("Input").value = image.name
         await pilot.press("enter")
         await wait_for(app, pilot, PlanScreen)
         text = app.screen_text()

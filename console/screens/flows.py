@@ -91,6 +91,17 @@ def import_install_vg(ctx: FlowContext) -> tuple[list[str], list]:
 
 # -- the generic run ------------------------------------------------------------------
 
+def on_fabric(app, text: str) -> str:
+    """Engine text with the fabric directory shortened to ``<fabric>/`` (the boot menu names it):
+    an 80-column line keeps the image name, and the text does not change with where it lives."""
+    root = getattr(app, "fabric", None)
+    if root is None:
+        return text
+    for prefix in {str(Path(root).resolve()), str(Path(root).absolute()), str(root)}:
+        text = text.replace(prefix.rstrip("/") + "/", "<fabric>/")
+    return text
+
+
 
 async def run_job(app, title: str, job, *, determinate: bool = True, after=None) -> Any:
     """Progress screen, then the result or the error screen.  Returns the Outcome."""
@@ -102,12 +113,12 @@ async def run_job(app, title: str, job, *, determinate: bool = True, after=None)
     if outcome.state == "error":
         await app.push_screen_wait(ErrorScreen(outcome.error, title=f"{title} failed"))
         return outcome
-    lines = list(outcome.lines)
+    lines = [on_fabric(app, line) for line in outcome.lines]
     if outcome.state == "cancelled":
         lines += ["", "The operation stopped at a safe point; the steps before it are complete.",
                   "Run it again to finish, or verify the disks."]
     if outcome.log:
-        lines += ["", "Log:"] + [f"  {line}" for line in outcome.log[-200:]]
+        lines += ["", "Log:"] + [f"  {on_fabric(app, line)}" for line in outcome.log[-200:]]
     await app.push_screen_wait(ResultScreen(title, lines, ok=outcome.ok and outcome.clean,
                                             cancelled=outcome.state == "cancelled"))
     return outcome
@@ -223,7 +234,7 @@ async def install_flow(app, ctx: FlowContext) -> bool:
                            chosen, fabric=_fabric(app))
     if plan is None:
         return False
-    steps = [s.strip() for s in str(plan).splitlines()[1:] if s.strip()]
+    steps = [on_fabric(app, s.strip()) for s in str(plan).splitlines()[1:] if s.strip()]
     if not await app.push_screen_wait(PlanScreen(f"Install {bos}", steps, destructive=True)):
         return False
     if not await app.push_screen_wait(ConfirmScreen(target.id, f"Install BOS {bos} onto disk {target.id}.")):

@@ -80,6 +80,8 @@ class ProgressScreen(Screen[Outcome]):
     CSS_PATH = "progress.tcss"
     BINDING_GROUP_TITLE = "Running"
     BINDINGS = [Binding("escape", "ask_cancel", "Cancel", id="progress.cancel")]
+    #: the log's time stamps (seconds since the start); tests that save screenshots fix it
+    clock = staticmethod(time.monotonic)
 
     def __init__(self, title: str, job: Job, *, determinate: bool = True) -> None:
         super().__init__()
@@ -99,10 +101,10 @@ class ProgressScreen(Screen[Outcome]):
         yield Log(id="progress-log", auto_scroll=True)
         yield Plain("Esc asks to cancel; the operation stops at the next safe point.",
                      classes="status", id="progress-status")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
-        self.started = time.monotonic()
+        self.started = self.clock()
         self.run_job()
 
     @work(thread=True, exclusive=True, group="flow", exit_on_error=False, description="flow")
@@ -125,8 +127,9 @@ class ProgressScreen(Screen[Outcome]):
             bar.update(progress=max(0.0, min(1.0, float(message.fraction))) * 100)
 
     def on_step_log(self, message: StepLog) -> None:
-        stamp = f"{time.monotonic() - self.started:6.1f}s"
-        line = f"{stamp} {'!! ' if message.level in ('warn', 'error') else ''}{message.text}"
+        stamp = f"{self.clock() - self.started:6.1f}s"
+        from .flows import on_fabric
+        line = f"{stamp} {'!! ' if message.level in ('warn', 'error') else ''}{on_fabric(self.app, message.text)}"
         self.log_lines.append(message.text)
         self.query_one(Log).write_line(line)
 

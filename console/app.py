@@ -35,7 +35,7 @@ class SanbosApp(App[int]):
     ENABLE_COMMAND_PALETTE = False
 
     BINDINGS = [
-        Binding("f1", "help", "Help", key_display="F1/?", id="app.help", tooltip="Show every key and what it does"),
+        Binding("f1", "help", "Help", key_display="F1/?", id="app.help", tooltip="Help: every key"),
         Binding("question_mark", "help", "Help", show=False, id="app.help-alt"),
         Binding("f4", "toggle_theme", "Theme", show=False, id="app.theme", tooltip="Switch light/dark"),
         Binding("f10", "request_quit", "Quit", id="app.quit"),

@@ -35,7 +35,9 @@ def binding_rows(app, screen: Screen) -> list[tuple[str, str, str]]:
         if not ident or (b.action, key) in seen:
             continue
         seen.add((b.action, key))
-        rows.append((key_display(key), b.description or b.action.replace("_", " "), ident))
+        # a footer entry that stands for several keys (Up/Dn/PgUp/Dn) names its own key in the tooltip
+        what = (b.tooltip if b.key_display and b.tooltip else b.description) or b.action.replace("_", " ")
+        rows.append((key_display(key), what, ident))
     return rows
 
 
@@ -45,7 +47,7 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape", "close", "Close", id="help.close"),
         Binding("f1", "close", "Close", show=False, id="help.close-f1"),
         Binding("q", "close", "Close", show=False, id="help.close-q"),
-        Binding("down", "scroll(1)", "Scroll", key_display=NAV_KEYS, id="help.down"),
+        Binding("down", "scroll(1)", "Scroll", key_display=NAV_KEYS, tooltip="Scroll down", id="help.down"),
         Binding("up", "scroll(-1)", "Scroll", show=False, id="help.up"),
         Binding("pagedown", "scroll(10)", "Page down", show=False, id="help.page-down"),
         Binding("pageup", "scroll(-10)", "Scroll", show=False, id="help.page-up"),

@@ -18,7 +18,7 @@ class PlanScreen(Screen[bool]):
     BINDINGS = [
         Binding("enter", "answer(True)", "Continue", id="plan.continue"),
         Binding("escape", "answer(False)", "Back", id="plan.back"),
-        Binding("down", "scroll(1)", "Scroll", key_display=NAV_KEYS, id="plan.down"),
+        Binding("down", "scroll(1)", "Scroll", key_display=NAV_KEYS, tooltip="Scroll down", id="plan.down"),
         Binding("up", "scroll(-1)", "Scroll", show=False, id="plan.up"),
         Binding("pagedown", "scroll(10)", "Page down", show=False, id="plan.page-down"),
         Binding("pageup", "scroll(-10)", "Scroll", show=False, id="plan.page-up"),

@@ -18,7 +18,7 @@ class ResultScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "close", "Back to menu", id="result.close"),
         Binding("escape", "close", "Back", show=False, id="result.back"),
-        Binding("down", "scroll(1)", "Scroll", key_display=NAV_KEYS, id="result.down"),
+        Binding("down", "scroll(1)", "Scroll", key_display=NAV_KEYS, tooltip="Scroll down", id="result.down"),
         Binding("up", "scroll(-1)", "Scroll", show=False, id="result.up"),
         Binding("pagedown", "scroll(10)", "Page down", show=False, id="result.page-down"),
         Binding("pageup", "scroll(-10)", "Scroll", show=False, id="result.page-up"),

@@ -117,8 +117,9 @@ class DiskList(ScrollView, can_focus=True):
 
     BINDINGS = [
         Binding("up", "cursor_up", "Up", show=False, id="disk-list.up"),
-        Binding("down", "cursor_down", "Move", key_display="Up/Dn/PgUp/Dn", id="disk-list.down"),
-        Binding("pageup", "page_up", "PgUp", show=False, id="disk-list.page-up"),
+        Binding("down", "cursor_down", "Move", key_display="Up/Dn/PgUp/Dn", id="disk-list.down",
+                tooltip="Down"),
+        Binding("pageup", "page_up", "Page up", show=False, id="disk-list.page-up"),
         Binding("pagedown", "page_down", "Page down", show=False, id="disk-list.page-down"),
         Binding("home", "first", "First", show=False, id="disk-list.first"),
         Binding("end", "last", "Last", show=False, id="disk-list.last"),

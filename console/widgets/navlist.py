@@ -21,7 +21,7 @@ def move_bindings(prefix: str, up: str = "cursor_up", down: str = "cursor_down",
     """Up/Down and PgUp/PgDn: one footer entry ("Up/Dn/PgUp/Dn Move"); the help lists each key."""
     out = [
         Binding("up", up, "Up", show=False, id=f"{prefix}.up"),
-        Binding("down", down, what, key_display=NAV_KEYS, id=f"{prefix}.down"),
+        Binding("down", down, what, key_display=NAV_KEYS, id=f"{prefix}.down", tooltip="Down"),
         Binding("pageup", page_up, "Page up", show=False, id=f"{prefix}.page-up"),
         Binding("pagedown", page_down, "Page down", show=False, id=f"{prefix}.page-down"),
     ]

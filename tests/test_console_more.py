@@ -447,3 +447,35 @@ async def test_machine_boot_type_and_device_lists(fabric, tmp_path):
         assert {a.action for a in mine} >= {"machine.boot_type"} and len(mine) == 3, mine
     finally:
         reg.close()
+
+
+async def test_mirror_refuses_a_disk_without_boot_partitions(fabric):
+    """A PV on a whole disk (no GPT boot partitions) is listed REFUSED with the reason; Enter on it
+    explains and nothing is written."""
+    from core import vg as vgmod
+    disk = fabric.luns[5]
+    ref = DiskRef(disk.wwn, disk.path)
+    vgmod.create("wholevg", [ref], layout="whole")
+    before = sha256_file(disk.path)
+    app = SanbosApp(fabric.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", *disk.wwn[-5:], "enter")
+        await wait_for(app, pilot, MaintenanceScreen)
+        await settle(app, pilot)
+        await pilot.press("4")
+        await wait_for(app, pilot, ChoiceScreen)
+        await pilot.press("enter")
+        await wait_for(app, pilot, TargetScreen)
+        await settle(app, pilot)
+        text = app.screen_text()
+        assert "REFUSED" in text and "no bios_grub/ESP partitions" in text, text
+        await pilot.press("space", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, TargetScreen) and "cannot be used" in app.screen_text()
+        shot(app, "target_mirror_refused")
+        await pilot.press("escape")
+        await wait_for(app, pilot, MaintenanceScreen)
+    assert sha256_file(disk.path) == before
+    with vgmod.open_vg("wholevg", [ref], write=False) as vgo:
+        assert [lv["name"] for lv in vgo.describe()["lvs"]] == []

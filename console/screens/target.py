@@ -119,9 +119,9 @@ class TargetScreen(Screen[list | None]):
         why = "checking ..." if reasons is None else ("; ".join(reasons) if reasons else self.labels[2])
         if not self.check:
             why = f"PV of VG {d.vg_name or '-'}"
-        marked = f"  marked: {len(self.disk_list.marked)}" if self.multi else ""
+        marked = f"marked {len(self.disk_list.marked)}; " if self.multi else ""
         word = "safety" if self.assess is None else "status"
-        detail.update(f"{d.id}  {human(d.size)}  {d.address or '-'}{marked}\n{word}: {why}")
+        detail.update(f"{d.id}  {human(d.size)}  {d.address or '-'}\n{marked}{word}: {why}")
 
     def on_disk_list_filter_changed(self, event: DiskList.FilterChanged) -> None:
         if event.text and not event.shown:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -37,7 +38,7 @@ from typing import Callable, Iterable, Sequence
 from . import bootimage, ext4, grub, gpt
 from . import vg as vgmod
 from .disk import Disk, DiskRef
-from .errors import FormatError, LVMError, NotFoundError, SanbosError, SpaceError, UsageError
+from .errors import DiskError, FormatError, LVMError, NotFoundError, SanbosError, SpaceError, UsageError
 from .lvm import alloc
 from .lvm import uuid as lvmuuid
 from .lvm.model import Segment, new_lv
@@ -210,18 +211,98 @@ def _hash_leg(vgo: vgmod.VolumeGroup, leg: int, size: int, progress: Progress, b
 
 def _write_leg(vgo: vgmod.VolumeGroup, leg: int, src, size: int, progress: Progress, base: float,
                span: float, label: str) -> None:
-    """Write ``size`` bytes from ``src(off, n)`` into one leg, then fsync its disk."""
-    f = vgo.lv_io(BOOT_LV, leg=leg)
+    """Write ``size`` bytes from ``src(off, n)`` into one leg, then fsync its disk.
+
+    A file source (``_file_src``) is copied inside the kernel (copy_file_range) straight
+    into the leg's pieces on disk, in large pieces."""
+    pieces = vgo.lv_ranges(BOOT_LV, leg=leg)
+    disks = [d for _, d in vgo._disks.values() if d.writable and str(d.path) in {p for p, _, _ in pieces}]
+    if getattr(src, "fd", None) is not None:
+        _kcopy_into_leg(vgo, pieces, src, size, progress, base, span, label)
+    else:
+        f = vgo.lv_io(BOOT_LV, leg=leg)
+        off = 0
+        while off < size:
+            n = min(CHUNK, size - off)
+            f.pwrite(off, src(off, n))
+            off += n
+            progress(f"writing {label}", base + span * off / max(size, 1))
+    for d in disks:
+        d.fsync()
+
+
+KCOPY_CHUNK = 64 * MiB
+
+
+def _kcopy_into_leg(vgo: vgmod.VolumeGroup, pieces: list[tuple[str, int, int]], src, size: int,
+                    progress: Progress, base: float, span: float, label: str) -> None:
+    """The first ``size`` bytes of the source file into the leg's on-disk pieces (in LV order)."""
+    by_path = {str(d.path): d for _, d in vgo._disks.values() if d.writable}
+    lv_pos = 0
+    for path, disk_off, length in pieces:
+        if lv_pos >= size:
+            break
+        d = by_path.get(str(path))
+        if d is None:
+            raise LVMError(f"VG {vgo.name}: {BOOT_LV} lies on {path}, which is not open for writing")
+        n_piece = min(length, size - lv_pos)
+        if disk_off < 0 or disk_off + n_piece > d.size:
+            raise DiskError(f"{d.name}: access at byte {disk_off} (+{n_piece}) is beyond the end "
+                            f"of the disk ({d.size} bytes)")
+        done = 0
+        while done < n_piece:
+            n = min(KCOPY_CHUNK, n_piece - done)
+            k = _kcopy(src, d, n, lv_pos + done, disk_off + done)
+            done += k
+            progress(f"writing {label}", base + span * (lv_pos + done) / max(size, 1))
+        lv_pos += n_piece
+
+
+def _kcopy(src, d: Disk, n: int, src_off: int, dst_off: int) -> int:
+    """Copy up to ``n`` bytes of the source file to the disk inside the kernel (copy_file_range);
+    read/write where that does not work (e.g. another file system on an old kernel)."""
+    try:
+        k = os.copy_file_range(src.fd, d.fd, n, src_off, dst_off)
+        if k > 0:
+            return k
+    except OSError:
+        pass
+    try:
+        data = os.pread(src.fd, min(n, CHUNK), src_off)
+    except OSError as e:
+        raise DiskError(f"boot image {src.path}: read error at byte {src_off}: {e.strerror}") from None
+    if not data:
+        raise FormatError(f"boot image {src.path}: ends at byte {src_off}, before the size it was checked at")
+    d.write(dst_off, data)
+    return len(data)
+
+
+def _read_back(vgo: vgmod.VolumeGroup, legs: list[int], src, info: bootimage.ImageInfo,
+               progress: Progress, base: float, span: float) -> list[str]:
+    """Read every leg back in full once, compared with the image file read once alongside and
+    hashed: the image must still hash to ``info.sha256`` (else nothing can be trusted) and a leg
+    whose bytes all equal it therefore hashes to that too.  Returns each leg's SHA-256 (a leg that
+    differs is hashed on its own, for the message)."""
+    size = info.size
+    files = [vgo.lv_io(BOOT_LV, leg=leg) for leg in legs]
+    h = hashlib.sha256()
+    bad: set[int] = set()
     off = 0
     while off < size:
         n = min(CHUNK, size - off)
-        f.pwrite(off, src(off, n))
+        want = os.pread(src.fd, n, off)
+        h.update(want)
+        for k, f in enumerate(files):
+            if k not in bad and f.pread(off, n) != want:
+                bad.add(k)
         off += n
-        progress(f"writing {label}", base + span * off / max(size, 1))
-    paths = {p for p, _, _ in vgo.lv_ranges(BOOT_LV, leg=leg)}
-    for _, d in vgo._disks.values():
-        if d.writable and str(d.path) in paths:
-            d.fsync()
+        progress(f"reading back {len(legs)} cop{'y' if len(legs) == 1 else 'ies'}",
+                 base + span * off / max(size, 1))
+    if h.hexdigest() != info.sha256:
+        raise FormatError(f"boot image {src.path} changed while it was being written "
+                          f"(sha256 now {h.hexdigest()[:16]}..., was {info.sha256[:16]}...); nothing recorded")
+    return [_hash_leg(vgo, leg, size, _noprogress, 0, 0, "") if k in bad else info.sha256
+            for k, leg in enumerate(legs)]
 
 
 def _file_src(path: Path):
@@ -231,6 +312,8 @@ def _file_src(path: Path):
         fh.seek(off)
         return fh.read(n)
     src.close = fh.close  # type: ignore[attr-defined]
+    src.fd = fh.fileno()  # type: ignore[attr-defined]
+    src.path = path  # type: ignore[attr-defined]
     return src
 
 
@@ -275,19 +358,66 @@ def _cmdline_of(vgo: vgmod.VolumeGroup, leg: int, size: int) -> str:
 def _install_grub(vgo: vgmod.VolumeGroup, rec: Record, cmdline: str, progress: Progress, base: float,
                   span: float, only: Sequence[str] | None = None) -> list[str]:
     """GRUB on every boot disk (or ``only`` those raw PV UUIDs), each with its own copy first."""
-    legs = _legs(vgo)
-    order = [(pv, legs[pv][1]) for pv, _ in rec.copies if pv in legs]
     done = []
-    todo = [pv for pv, _ in order if (only is None or pv in only) and pv in vgo.info.pvs]
-    for i, pv in enumerate(todo):
-        ref = vgo.info.pvs[pv].ref
+    todo = _grub_plan(vgo, rec, only)
+    for i, (ref, copies) in enumerate(todo):
         progress(f"installing GRUB on {ref.id}", base + span * i / max(len(todo), 1))
-        own = [grub.Copy(ref.id, legs[pv][1])]
-        others = [grub.Copy(_disk_id(vgo, p) or lvmuuid.dashed(p), dev) for p, dev in order if p != pv]
-        grub.install(ref.path, _partitions(ref), own + others, cmdline, name=ref.id, this_disk=ref.id)
+        grub.install(ref.path, _partitions(ref), copies, cmdline, name=ref.id, this_disk=ref.id)
         done.append(f"GRUB (BIOS + UEFI) installed on {ref.id}")
     progress("GRUB installed", base + span)
     return done
+
+
+def _grub_plan(vgo: vgmod.VolumeGroup, rec: Record,
+               only: Sequence[str] | None = None) -> list[tuple[DiskRef, list[grub.Copy]]]:
+    """(disk, its GRUB's copies: its own first, then the others in record order) per boot disk."""
+    legs = _legs(vgo)
+    order = [(pv, legs[pv][1]) for pv, _ in rec.copies if pv in legs]
+    out = []
+    for pv in [pv for pv, _ in order if (only is None or pv in only) and pv in vgo.info.pvs]:
+        ref = vgo.info.pvs[pv].ref
+        own = [grub.Copy(ref.id, legs[pv][1])]
+        others = [grub.Copy(_disk_id(vgo, p) or lvmuuid.dashed(p), dev) for p, dev in order if p != pv]
+        out.append((ref, own + others))
+    return out
+
+
+class _Prebuild:
+    """Every boot disk's GRUB images (grub-mkimage: CPU-bound, lzma for BIOS) built by two
+    threads while the copies are written; ``_install_grub`` then installs them from core.grub's
+    build cache.  Nothing is written to any disk here; a failure is left for ``_install_grub``
+    to meet (it builds the image again) and report."""
+
+    WORKERS = 2
+
+    def __init__(self, vgo: vgmod.VolumeGroup, rec: Record, cmdline: str) -> None:
+        self.todo = list(_grub_plan(vgo, rec))
+        self.cmdline = cmdline
+        self.lock = threading.Lock()
+        self.failed = False
+        self.threads = [threading.Thread(target=self._work, name=f"sanbos-grub-prebuild-{k}", daemon=True)
+                        for k in range(self.WORKERS)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self) -> None:
+        while True:
+            with self.lock:
+                if not self.todo or self.failed:
+                    return
+                ref, copies = self.todo.pop(0)
+            try:
+                grub.prebuild(copies, self.cmdline, this_disk=ref.id)
+            except Exception:  # noqa: BLE001 - install builds (and reports) it again
+                self.failed = True
+
+    def join(self) -> None:
+        for t in self.threads:
+            t.join()
+
+
+def _prebuild_grub(vgo: vgmod.VolumeGroup, rec: Record, cmdline: str) -> _Prebuild:
+    return _Prebuild(vgo, rec, cmdline)
 
 
 def _grub_state(ref: DiskRef, own_device: str) -> tuple[bool, bool]:
@@ -370,22 +500,23 @@ def mirror(vg_name: str, disks: Sequence[DiskRef], image: str | os.PathLike[str]
                     pvs=[r.id for r in refs])
     with vgmod.open_vg(vg_name, disks, write=True) as vgo:
         legs = _legs(vgo)
+        rec = Record(size=info.size, sha256=info.sha256)
+        prebuilt = _prebuild_grub(vgo, Record(copies=[(pv.id, "") for pv in pvs]), info.cmdline)
         src = _file_src(Path(image))
         try:
-            rec = Record(size=info.size, sha256=info.sha256)
             n = len(pvs)
-            for i, pv in enumerate(pvs):
-                leg = legs[pv.id][0]
-                ref = vgo.disk_of(pv.name)
-                _write_leg(vgo, leg, src, info.size, p, 0.1 + 0.5 * i / n, 0.25 / n, f"copy {i + 1} on {ref.id}")
-                got = _hash_leg(vgo, leg, info.size, p, 0.1 + 0.5 * i / n + 0.25 / n, 0.25 / n,
-                                f"copy {i + 1} on {ref.id}")
-                if got != info.sha256:
-                    raise FormatError(f"disk {ref.id}: boot copy read back differs from what was written "
-                                      f"(sha256 {got[:16]}... != {info.sha256[:16]}...)")
-                rec.copies.append((pv.id, got))
+            for i, pv in enumerate(pvs):   # no record names any copy yet: write every leg, then read all back
+                _write_leg(vgo, legs[pv.id][0], src, info.size, p, 0.1 + 0.25 * i / n, 0.25 / n,
+                           f"copy {i + 1} on {vgo.disk_of(pv.name).id}")
+            got = _read_back(vgo, [legs[pv.id][0] for pv in pvs], src, info, p, 0.35, 0.25)
+            for pv, sha in zip(pvs, got):
+                if sha != info.sha256:
+                    raise FormatError(f"disk {vgo.disk_of(pv.name).id}: boot copy read back differs from what "
+                                      f"was written (sha256 {sha[:16]}... != {info.sha256[:16]}...)")
+                rec.copies.append((pv.id, sha))
         finally:
             src.close()
+            prebuilt.join()
         _set_record(vgo.lv(BOOT_LV), rec)
         vgo.commit(f"sanbos bootcopy mirror {vg_name}")
         actions = [f"{BOOT_LV} left by an interrupted mirror removed"] if leftover else []
@@ -520,6 +651,7 @@ def replace(vg_name: str, disks: Sequence[DiskRef], image: str | os.PathLike[str
         if missing:
             raise LVMError(f"VG {vg_name}: boot copies on PV(s) {', '.join(missing)} have no leg; repair first")
         rec.size, rec.sha256 = info.size, info.sha256
+        prebuilt = _prebuild_grub(vgo, rec, info.cmdline)
         src = _file_src(Path(image))
         actions = []
         try:
@@ -540,6 +672,7 @@ def replace(vg_name: str, disks: Sequence[DiskRef], image: str | os.PathLike[str
                 actions.append(f"copy {i + 1} on {did} replaced")
         finally:
             src.close()
+            prebuilt.join()
         _set_record(lv, rec)
         vgo.commit(f"sanbos bootcopy replace {vg_name}")
         actions += _install_grub(vgo, rec, info.cmdline, p, 0.7, 0.25)

@@ -30,6 +30,8 @@ import re
 import shlex
 import struct
 import tempfile
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -215,6 +217,16 @@ def mkimage(platform: str, cfg: str, out: str | os.PathLike[str], *,
         pkg = "grub-pc-bin" if platform == "i386-pc" else "grub-efi-amd64-bin"
         raise ToolError(f"GRUB modules for {platform} are missing ({moddir}); install {pkg} (scripts/setup.sh)")
     mods = COMMON_MODULES + PLATFORM_MODULES[platform] + list(extra_modules)
+    out = Path(out)
+    key = (platform, str(moddir), cfg, tuple(mods), _modules_stamp(moddir))
+    with _BUILT_LOCK:
+        data = _BUILT.get(key)
+        if data is not None:
+            _BUILT.move_to_end(key)
+    if data is not None:   # built (and checked) before in this process: same inputs, same bytes
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+        return out
     # the image has no module directory at boot: a command whose module is not built in is "unknown"
     missing = missing_commands(EARLY_CFG + cfg, platform, mods)
     if missing:
@@ -222,7 +234,6 @@ def mkimage(platform: str, cfg: str, out: str | os.PathLike[str], *,
                          + ", ".join(f"{c!r} ({('module ' + m) if m else 'no such command'})"
                                      for c, m in missing.items())
                          + " that the image would not contain")
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sanbos-grub.") as tmp:
         (Path(tmp) / "grub.cfg").write_text(cfg)
@@ -233,7 +244,41 @@ def mkimage(platform: str, cfg: str, out: str | os.PathLike[str], *,
         fmt = "i386-pc" if platform == "i386-pc" else "x86_64-efi"
         run(["grub-mkimage", "-O", fmt, "-d", str(moddir), "-o", str(out), "-p", "(memdisk)",
              "-m", str(tar), "-c", str(Path(tmp) / "early.cfg"), *mods], what=f"grub-mkimage -O {fmt}")
+    data = out.read_bytes()
+    with _BUILT_LOCK:
+        _BUILT[key] = data
+        while sum(len(v) for v in _BUILT.values()) > _BUILT_MAX_BYTES and len(_BUILT) > 1:
+            _BUILT.popitem(last=False)
     return out
+
+
+# -- build cache ----------------------------------------------------------------
+# Images already built in this process, by (platform, config, modules, GRUB module directory
+# stamp): installing several disks with the same config, or building a disk's images ahead of
+# its install (``prebuild``), runs grub-mkimage once per distinct config.
+_BUILT: "OrderedDict[tuple, bytes]" = OrderedDict()
+_BUILT_LOCK = threading.Lock()
+_BUILT_MAX_BYTES = 64 << 20
+
+
+def _modules_stamp(moddir: Path) -> tuple:
+    """Changes when GRUB's modules are upgraded (the directory and its kernel.img)."""
+    try:
+        d, k = os.stat(moddir), os.stat(moddir / "kernel.img")
+    except OSError:
+        return ()
+    return (d.st_mtime_ns, k.st_mtime_ns, k.st_size, k.st_ino)
+
+
+def prebuild(copies: Sequence[Copy], cmdline: str, *, this_disk: str = "", bios: bool = True,
+             uefi: bool = True) -> None:
+    """Build (into the cache) the images ``install`` will need for this disk, e.g. in a second
+    thread while the boot copies are still being written; errors surface again in ``install``."""
+    with tempfile.TemporaryDirectory(prefix="sanbos-grubpre.") as tmp:
+        for platform, wanted, name in (("i386-pc", bios, "core.img"), ("x86_64-efi", uefi, "BOOTX64.EFI")):
+            if wanted:
+                mkimage(platform, config(copies, cmdline, platform=platform, this_disk=this_disk),
+                        Path(tmp) / name)
 
 
 # -- BIOS ---------------------------------------------------------------------

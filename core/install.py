@@ -41,10 +41,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -208,17 +210,22 @@ def _deb_fields(deb: Path) -> dict[str, str]:
     return fields
 
 
-def unpack_opp(package: str | os.PathLike[str], root: str | os.PathLike[str], *,
-               source: str = "") -> dict:
-    """Unpack one OPP (a .deb, or a tarball OPP) into ``root`` and record it there.
-
-    Returns the record: name, version, summary, depends, files.
-    """
-    package, root = Path(package), Path(root)
+def _is_deb(package: Path) -> bool:
     with open(package, "rb") as fh:
         magic = fh.read(8)
-    if package.name.endswith(".deb") or magic == b"!<arch>\n":
-        fields = _deb_fields(package)
+    return package.name.endswith(".deb") or magic == b"!<arch>\n"
+
+
+def unpack_opp(package: str | os.PathLike[str], root: str | os.PathLike[str], *,
+               source: str = "", fields: dict[str, str] | None = None) -> dict:
+    """Unpack one OPP (a .deb, or a tarball OPP) into ``root`` and record it there.
+
+    ``fields``: the .deb's control fields when the caller has already read them
+    (``dpkg-deb -f``).  Returns the record: name, version, summary, depends, files.
+    """
+    package, root = Path(package), Path(root)
+    if _is_deb(package):
+        fields = fields if fields is not None else _deb_fields(package)
         res = run(["dpkg-deb", "--vextract", str(package), str(root)], what=f"dpkg-deb -x {package.name}")
         files = [l.strip()[1:] if l.strip().startswith(".") else l.strip()
                  for l in res.stdout.decode(errors="replace").splitlines() if l.strip()]
@@ -925,7 +932,8 @@ def _install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
         if dry_run:
             return plan
         progress(f"install VG {from_vg} imported read-only; target {tgt.id} checked", 0.02)
-        with tempfile.TemporaryDirectory(prefix="sanbos-install.", dir=os.environ.get("SANBOS_TMP")) as tmp:
+        with tempfile.TemporaryDirectory(prefix="sanbos-install.", dir=os.environ.get("SANBOS_TMP")) as tmp, \
+                ExitStack() as jobs:
             tmp = Path(tmp)
             staging = tmp / "root"
             staging.mkdir()
@@ -935,6 +943,16 @@ def _install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
             debs.mkdir()
             files = [(o, src.fetch_opp(o.name, debs)) for o in plan.opps]
             progress(f"{len(files)} OPP image(s) read from {src.where}", 0.08)
+            # the packages' control fields (one dpkg-deb each) are read while the BOS is unpacked
+            from concurrent.futures import ThreadPoolExecutor
+            fields_pool = ThreadPoolExecutor(max_workers=1)
+            jobs.callback(fields_pool.shutdown, wait=True, cancel_futures=True)   # before tmp goes
+            fields_jobs = {f: fields_pool.submit(_deb_fields, f) for _, f in files if _is_deb(f)}
+
+            def unpack(f: Path) -> dict:
+                job = fields_jobs.get(f)
+                return unpack_opp(f, staging, source=f"{from_vg}:{f.name}",
+                                  fields=job.result() if job is not None else None)
             if plan.bos_format == "tarball" and hasattr(src, "bos_tar_into"):
                 progress(f"BOS {plan.bos}: unpacking the tarball (streamed from the repository, checked)", 0.12)
                 src.bos_tar_into(plan.bos_ref, staging)
@@ -976,7 +994,7 @@ def _install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
                     records = []
                     if plan.bos_format == "tarball":
                         for o, f in files:
-                            records.append(unpack_opp(f, staging, source=f"{from_vg}:{f.name}"))
+                            records.append(unpack(f))
                         _place_boot_files(staging, kparts.vmlinuz, initrd)
                         _write_install_record(staging, plan, vg_uuid, records)
                         progress(f"{root_vg}/{ROOT_LV}: mke2fs -d ({human(plan.root_lv_size)})", 0.45)
@@ -998,7 +1016,7 @@ def _install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
                                     progress=progress, what=f"{root_vg}/{ROOT_LV}", dst_zero=True)
                         work.unlink()
                         for o, f in files:
-                            records.append(unpack_opp(f, staging, source=f"{from_vg}:{f.name}"))
+                            records.append(unpack(f))
                         _place_boot_files(staging, kparts.vmlinuz, initrd)
                         _write_install_record(staging, plan, vg_uuid, records)
                         copy_tree_into(root_t, staging, progress=progress)
@@ -1170,6 +1188,16 @@ class RepoSource(Source):
                 fcntl.fcntl(pipe.stdin.fileno(), 1031, 1 << 20)   # F_SETPIPE_SZ: fewer wake-ups
             except OSError:
                 pass
+            # every chunk is hashed in a second thread while the next one goes down the pipe
+            # (hashlib and pipe writes both release the GIL): tar is never kept waiting for the hash;
+            # the hash still covers every byte tar was given before the result is trusted
+            hq: queue.Queue = queue.Queue(maxsize=4)
+
+            def hasher() -> None:
+                while (c := hq.get()) is not None:
+                    h.update(c)
+            ht = threading.Thread(target=hasher, name="sanbos-bos-sha256", daemon=True)
+            ht.start()
             try:
                 fd = os.open(leg.target.path, os.O_RDONLY)
                 try:
@@ -1180,7 +1208,7 @@ class RepoSource(Source):
                             chunk = bytes(n) if off is None else os.pread(fd, n, off + pos)
                             if not chunk:
                                 raise DiskError(f"{leg.label}: short read at byte {off + pos}")
-                            h.update(chunk)
+                            hq.put(chunk)
                             pipe.stdin.write(chunk)
                             pos += len(chunk)
                 finally:
@@ -1188,6 +1216,8 @@ class RepoSource(Source):
             except BrokenPipeError:
                 pass
             finally:
+                hq.put(None)
+                ht.join()
                 try:
                     pipe.stdin.close()
                 except BrokenPipeError:

@@ -20,9 +20,13 @@ How to work
   Tab switches to the disks that are not install-VG members; Enter on a PV
   there opens its VG's menu (Boot copies can mirror boot copies onto it).
   After selection the install VG is imported and the maintenance menu offers
-  Install BOS, Recover root VG, Add OPPs, Boot copies and Boot lists.
+  Install BOS, Recover root VG, Add OPPs, Boot copies (verify, repair, mirror,
+  replace, remove), Boot lists (a machine's boot type and device lists) and
+  Add a BOS to the install repository.
   Destructive steps ask you to type the target disk's ID. Escape on a running
   operation asks before cancelling it at a safe point.
+  The footer shows each screen's keys; Up/Dn/PgUp/Dn stands for the four
+  movement keys, and F4 (light/dark theme) is listed here only.
   Keys can be remapped: sanbos console --key ID=KEY (ids below)."""
 
 

@@ -99,7 +99,7 @@ def _merge(pieces: list[Extent]) -> list[Extent]:
 
 
 # An accessor: pv name -> (read(off, n), write(off, data)) in PV-relative bytes.
-Accessor = Callable[[str], tuple[Callable[[int, int], bytes], Callable[[int, bytes], None] | None]]
+Accessor = Callable[[str], tuple[Callable[[int, int], bytes], Callable[[int, bytes | memoryview], None] | None]]
 
 
 class LVFile(io.RawIOBase):
@@ -148,16 +148,17 @@ class LVFile(io.RawIOBase):
     def pwrite(self, off: int, data: bytes) -> int:
         if not self._writable:
             raise LVMError(f"LV {self.name} is open read-only")
-        if off + len(data) > self.size:
-            raise LVMError(f"LV {self.name}: write of {len(data)} bytes at {off} runs past its end ({self.size})")
-        mv = memoryview(data)
+        mv = memoryview(data).cast("B")
+        if off + len(mv) > self.size:
+            raise LVMError(f"LV {self.name}: write of {len(mv)} bytes at {off} runs past its end ({self.size})")
         for m in self.write_maps:
-            for p in _window(m, off, len(data), 0):
+            for p in _window(m, off, len(mv), 0):
                 _, wr = self.access(p.pv_name)
                 if wr is None:
                     raise LVMError(f"LV {self.name}: PV {p.pv_name} is not writable")
-                wr(p.pv_offset, bytes(mv[p.lv_offset:p.lv_offset + p.length]))
-        return len(data)
+                # a view, not a copy: every leg gets the caller's bytes (writers take memoryviews)
+                wr(p.pv_offset, mv[p.lv_offset:p.lv_offset + p.length])
+        return len(mv)
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
@@ -172,6 +173,6 @@ class LVFile(io.RawIOBase):
         return len(b)
 
     def write(self, data) -> int:  # type: ignore[override]
-        n = self.pwrite(self.pos, bytes(data))
+        n = self.pwrite(self.pos, data)
         self.pos += n
         return n

@@ -1085,10 +1085,14 @@ class Repository:
                 for e, _ in items:  # the new files' data blocks are changed: no need to compare them
                     for _, pblk, count, _ in file_extents(t, f"/{e.file}.partial"):
                         self._known.update(range(pblk, pblk + count))
-            # read back every image from every leg before the TOC names it
+            # read back every image from every leg before the TOC names it (the block maps of all
+            # the images: one debugfs run per leg)
+            partial = [f"/{e.file}.partial" for e, _ in items]
+            maps = [file_maps(leg.target, partial) for leg in self.legs]
             for i, (e, _) in enumerate(items):
                 self.progress(f"reading {e.file} back from {len(self.legs)} legs", i / len(items))
-                problems = verify_copies(self.legs, f"/{e.file}.partial", e.size, e.sha256)
+                problems = verify_copies(self.legs, partial[i], e.size, e.sha256,
+                                         mapped=[m[partial[i]] for m in maps])
                 if problems:
                     raise FormatError("; ".join(problems) + "; the TOC was not changed")
         new = Toc(seqno=toc.seqno + 1, updated=_now(),
@@ -1177,6 +1181,10 @@ _SIZE_RE = re.compile(r"\bSize:\s*(\d+)")
 def file_map(t: ext4.Target, path: str) -> tuple[int, list[tuple[int, int, int, bool]]]:
     """The file's size (from its inode) and its extents, in one debugfs run."""
     out = ext4.debugfs(t, f'stat "{path}"', f'dump_extents -l "{path}"', catastrophic=True)
+    return _parse_file_map(t, path, out)
+
+
+def _parse_file_map(t: ext4.Target, path: str, out: str) -> tuple[int, list[tuple[int, int, int, bool]]]:
     m = _SIZE_RE.search(out)
     if not m:
         raise FormatError(f"{t.label}: no inode size for {path}")
@@ -1187,6 +1195,44 @@ def file_map(t: ext4.Target, path: str) -> tuple[int, list[tuple[int, int, int, 
         if m:
             ext.append((int(m.group(1)), int(m.group(3)), int(m.group(5)), "Uninit" in m.group(6)))
     return size, sorted(ext)
+
+
+def file_maps(t: ext4.Target, paths: Sequence[str]) -> dict[str, tuple[int, list[tuple[int, int, int, bool]]] | SanbosError]:
+    """``file_map`` of several files in one debugfs run: {path: (size, extents), or the error}.
+
+    When that run fails (debugfs reports an error for one of them) every file is mapped on its
+    own, so each gets its own result or error, as with ``file_map``."""
+    if len(paths) > 1:
+        reqs = []
+        for path in paths:
+            reqs += [f'stat "{path}"', f'dump_extents -l "{path}"']
+        try:
+            out = ext4.debugfs(t, *reqs, catastrophic=True)
+        except SanbosError:
+            out = None
+        if out is not None:
+            sections: dict[str, list[str]] = {}
+            cur: list[str] | None = None
+            for line in out.splitlines():
+                if line.startswith('debugfs: stat "') and line.endswith('"'):
+                    cur = sections.setdefault(line[len('debugfs: stat "'):-1], [])
+                elif cur is not None:
+                    cur.append(line)
+            if all(p in sections for p in paths):
+                res: dict[str, Any] = {}
+                for path in paths:
+                    try:
+                        res[path] = _parse_file_map(t, path, "\n".join(sections[path]))
+                    except SanbosError as e:
+                        res[path] = e
+                return res
+    res = {}
+    for path in paths:
+        try:
+            res[path] = file_map(t, path)
+        except SanbosError as e:
+            res[path] = e
+    return res
 
 
 def _file_chunks(disk: Path, base: int, extents: list[tuple[int, int, int, bool]], size: int,
@@ -1230,14 +1276,20 @@ def _file_chunks(disk: Path, base: int, extents: list[tuple[int, int, int, bool]
             pos += n
 
 
-def verify_copies(legs: Sequence[Leg], path: str, size: int, sha256: str) -> list[str]:
+def verify_copies(legs: Sequence[Leg], path: str, size: int, sha256: str,
+                  mapped: Sequence[Any] | None = None) -> list[str]:
     """Read ``path`` back from every leg through that leg's own block map: leg 0's bytes must
-    hash to ``sha256`` and every other leg's bytes must equal leg 0's.  Returns problems."""
+    hash to ``sha256`` and every other leg's bytes must equal leg 0's.  Returns problems.
+
+    ``mapped``: per leg, the ``file_maps`` result for ``path`` when the caller has it."""
     problems = []
     maps = []
-    for leg in legs:
+    for k, leg in enumerate(legs):
         try:
-            actual, ext = file_map(leg.target, path)
+            pre = mapped[k] if mapped is not None else None
+            if isinstance(pre, SanbosError):
+                raise pre
+            actual, ext = pre if pre is not None else file_map(leg.target, path)
             if actual != size:
                 raise FormatError(f"size {actual} instead of {size}")
             maps.append(ext)

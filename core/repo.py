@@ -1375,11 +1375,22 @@ def format_legs(legs: Sequence[Leg], *, progress: Progress = _noprogress, label:
             raise SpaceError(f"{REPO_LV}: the initial images ({human(sum(e.size for e, _ in files))}) "
                              f"do not fit in {human(fs_size)}") from None
         # a new repository has no old state to protect: write every leg, read every leg back, then
-        # mark them clean
-        for n, leg in enumerate(legs):
-            progress(f"writing {leg.label}", (n + 1) / (len(legs) + 2))
+        # mark them clean.  Every leg is marked dirty first; the in-kernel copies then run two at
+        # a time (copy_file_range: memory copies the two cores share)
+        for leg in legs:
             leg.write_record(LegRecord(LegRecord.DIRTY, 0, fs_size))
-            copy_range(scratch, 0, leg.path, leg.offset, fs_size, fsync=False)
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            jobs = [pool.submit(copy_range, scratch, 0, leg.path, leg.offset, fs_size, fsync=False)
+                    for leg in legs]
+            try:
+                for n, (leg, job) in enumerate(zip(legs, jobs)):
+                    progress(f"writing {leg.label}", (n + 1) / (len(legs) + 2))
+                    job.result()
+            except BaseException:
+                for job in jobs:
+                    job.cancel()
+                raise
         for leg in legs:  # one flush at the end lets the kernel write the legs back in parallel
             fd = os.open(leg.path, os.O_RDONLY | os.O_CLOEXEC)
             try:

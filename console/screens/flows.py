@@ -406,6 +406,24 @@ async def bos_flow(app, ctx: FlowContext) -> bool:
 
 # -- 4. boot copies -------------------------------------------------------------------------
 
+
+async def _run_report_job(app, title: str, call, *, tail=None, actions: bool = True):
+    """Run ``call(rep)`` (a core.bootcopy operation returning a Report) on the
+    progress screen; the job is clean when the report is ok.  Returns the
+    Report, or None when the job failed or was cancelled."""
+    result = {}
+
+    def job(rep) -> list[str]:
+        report = call(rep)
+        result["report"] = report
+        rep.clean = report.ok
+        lines = (list(getattr(report, "actions", [])) if actions else []) + str(report).splitlines()
+        return lines + (tail(report) if tail else [])
+
+    await run_job(app, title, job)
+    return result.get("report")
+
+
 def _health_update(app, ctx: FlowContext, report) -> None:
     health = report.health()
     for d in ctx.disks:
@@ -574,9 +592,7 @@ async def mirror_flow(app, ctx: FlowContext, state: CopyState) -> bool:
                         f"a new LV {bootcopy.BOOT_LV} takes free space on them.",
             noun="first boot disk's full ID")):
         return False
-    result = {}
-
-    def job(rep) -> list[str]:
+    def call(rep):
         import tempfile
         with tempfile.TemporaryDirectory(prefix="sanbos-console-boot.") as tmp:
             path = info.path if info is not None else None
@@ -589,13 +605,11 @@ async def mirror_flow(app, ctx: FlowContext, state: CopyState) -> bool:
             report = mirror(ctx.vg_name, ctx.refs, path, boot=ids,
                             progress=lambda m, f=None: rep.progress(
                                 m, None if f is None else (0.2 + 0.8 * f if kind == "demo" else f)))
-        result["report"] = report
-        rep.clean = report.ok
-        return list(getattr(report, "actions", [])) + str(report).splitlines()
+        return report
 
-    await run_job(app, f"Mirror boot copies of {ctx.vg_name}", job)
-    if "report" in result:
-        _health_update(app, ctx, result["report"])
+    report = await _run_report_job(app, f"Mirror boot copies of {ctx.vg_name}", call)
+    if report is not None:
+        _health_update(app, ctx, report)
     return True
 
 
@@ -628,17 +642,10 @@ async def add_copies_flow(app, ctx: FlowContext, state: CopyState) -> bool:
             consequence=f"GRUB replaces the boot code (MBR, bios_grub, ESP) of {', '.join(ids)}.",
             noun="first new boot disk's full ID")):
         return False
-    result = {}
-
-    def job(rep) -> list[str]:
-        report = add(ctx.vg_name, ctx.refs, ids, progress=rep.progress)
-        result["report"] = report
-        rep.clean = report.ok
-        return list(getattr(report, "actions", [])) + str(report).splitlines()
-
-    await run_job(app, f"Mirror boot copies of {ctx.vg_name}", job)
-    if "report" in result:
-        _health_update(app, ctx, result["report"])
+    report = await _run_report_job(app, f"Mirror boot copies of {ctx.vg_name}",
+                                   lambda rep: add(ctx.vg_name, ctx.refs, ids, progress=rep.progress))
+    if report is not None:
+        _health_update(app, ctx, report)
     return True
 
 
@@ -675,20 +682,13 @@ async def remove_copies_flow(app, ctx: FlowContext, state: CopyState) -> bool:
             ids[0], f"Remove the boot copies on {len(ids)} disk(s) of VG {ctx.vg_name}.",
             consequence=f"{', '.join(ids)} will no longer boot.", noun="first disk's full ID")):
         return False
-    result = {}
-
-    def job(rep) -> list[str]:
-        report = remove(ctx.vg_name, ctx.refs, ids, progress=rep.progress)
-        result["report"] = report
-        rep.clean = report.ok
-        return list(getattr(report, "actions", [])) + str(report).splitlines()
-
-    await run_job(app, f"Remove boot copies of {ctx.vg_name}", job)
-    if "report" in result:
+    report = await _run_report_job(app, f"Remove boot copies of {ctx.vg_name}",
+                                   lambda rep: remove(ctx.vg_name, ctx.refs, ids, progress=rep.progress))
+    if report is not None:
         for d in ctx.disks:
             if d.id in ids:
                 d.boot_copy = "none"
-        _health_update(app, ctx, result["report"])
+        _health_update(app, ctx, report)
     return True
 
 
@@ -739,18 +739,12 @@ async def bootcopies_flow(app, ctx: FlowContext) -> bool:
     fn = need(f"core.bootcopy:{action}", f"Boot copies: {action}")
 
     if action == "verify":
-        result = {}
-
-        def job(rep) -> list[str]:
-            report = fn(ctx.vg_name, ctx.refs, progress=rep.progress)
-            result["report"] = report
-            rep.clean = report.ok
-            lines = str(report).splitlines()
-            return lines + ([] if report.ok else ["", "Choose 'Repair bad copies' to fix them."])
-
-        await run_job(app, f"Verify boot copies of {ctx.vg_name}", job)
-        if "report" in result:
-            _health_update(app, ctx, result["report"])
+        report = await _run_report_job(
+            app, f"Verify boot copies of {ctx.vg_name}",
+            lambda rep: fn(ctx.vg_name, ctx.refs, progress=rep.progress), actions=False,
+            tail=lambda r: [] if r.ok else ["", "Choose 'Repair bad copies' to fix them."])
+        if report is not None:
+            _health_update(app, ctx, report)
         return True
 
     if action == "repair":

@@ -546,6 +546,19 @@ shell)
     ;;
 *)
     echo "SANBOS-MAINTENANCE-CONSOLE"
+    # the same console on the first virtual terminal (the machine's own screen and
+    # keyboard); when the operator leaves it there it is offered again, and the
+    # machine powers off from either console
+    if [ -c /dev/tty1 ]; then
+        setsid sh -c 'exec </dev/tty1 >/dev/tty1 2>&1
+            while :; do
+                TERM=linux python3.11 -m console.cli console --vt
+                clear
+                printf "\nsanbos console ended. Enter: start it again; p: power off: "
+                read -r a
+                case "$a" in p*|P*) sync; poweroff -f ;; esac
+            done' &
+    fi
     TERM=linux setsid cttyhack python3.11 -m console.cli console --vt
     echo "sanbos console ended ($?)"
     ;;
@@ -659,7 +672,7 @@ def build_maintenance_initrd(kparts: KernelParts, out: str | os.PathLike[str], *
     """The maintenance initramfs: the LVM guest plus Debian's Python 3.11, sanbos
     (``core``, ``console``) with its runtime dependencies, and the tools sanbos runs.
 
-    Its /init starts ``sanbos console`` on the serial console (``sanbos.mode=console``,
+    Its /init starts ``sanbos console`` on the serial console and on tty1 (``sanbos.mode=console``,
     the default), a shell (``sanbos.mode=shell``), or runs ``script`` with the
     report protocol of ``run_lvm_guest`` (``sanbos.mode=script``).  The base archive
     is cached per kernel and source tree; ``script`` is appended as a second archive.
@@ -745,7 +758,7 @@ def build_maintenance_image(out: str | os.PathLike[str], *, kernel: KernelParts 
                             progress=None):
     """The generic maintenance boot image (``core.bootimage`` format: ext2 with vmlinuz,
     initrd.img, cmdline, SHA256SUMS, manifest) whose initramfs runs ``sanbos console``
-    on the serial console; ``core.bootcopy.mirror`` puts it on every boot disk.
+    on the serial console and on tty1; ``core.bootcopy.mirror`` puts it on every boot disk.
     Returns the ``bootimage.ImageInfo``."""
     from . import bootimage
 

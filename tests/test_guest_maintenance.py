@@ -314,3 +314,126 @@ def test_maintenance_image_boots_from_install_vg_disk_and_installs(kparts, maint
     scr.wait("reboot: Power down|sanbos console ended", 120)
     log = _boots_on_its_own(target, tmp_path)
     assert "sanbos-demo-tools" in log and "sanbos-demo-base" in log
+
+
+# --------------------------------------------------------------------------
+# the console on tty1: the machine's own screen and keyboard
+
+@pytest.fixture
+def screen_session():
+    """A private tmux server whose pane runs QEMU with ``-display curses`` (the
+    guest's VGA text screen as text, the keyboard into the guest's PS/2 port).
+    At teardown the QEMU process is ended by its PID and the private tmux server
+    (its own socket) is killed; nothing else is touched."""
+    import os
+    import signal
+    import uuid
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (scripts/setup.sh installs it)")
+    sock = f"sanbos-tty1-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
+    state: dict[str, int] = {}
+
+    def start(argv: list[str]) -> list[str]:
+        subprocess.run(tmux + ["new-session", "-d", "-s", "screen", "-x", "80", "-y", "25", *argv], check=True)
+        out = subprocess.run(tmux + ["display-message", "-p", "-t", "screen", "#{pane_pid}"], check=True,
+                             capture_output=True, text=True).stdout
+        state["pid"] = int(out.strip())
+        return tmux
+
+    yield start, state
+    pid = state.get("pid")
+    if pid and Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGTERM)
+    subprocess.run(tmux + ["kill-server"], check=False, capture_output=True)
+
+
+def test_maintenance_console_on_tty1_and_serial(kparts, maint_demo, tmp_path, screen_session):
+    """The same boot also starts `sanbos console` on tty1: QEMU's VGA text screen
+    (``-display curses`` in tmux at 80x25) shows the boot menu while the serial
+    line shows it too; keys typed on the machine's keyboard filter by part of an
+    ID and select the disk (the install VG is imported read-only); leaving the
+    console on tty1 offers it again (Enter) or powers the machine off (p)."""
+    start, state = screen_session
+    f = _copy_fabric(maint_demo, tmp_path / "fabric")
+    serial_log = tmp_path / "serial.log"
+    argv = _firmware_console_argv(f, 0, tmp_path)
+    argv[argv.index("stdio")] = f"file:{serial_log}"
+    argv[argv.index("-display") + 1] = "curses"
+    tmux = start(argv)
+    shots = tmp_path / "tty1.txt"
+
+    def screen() -> str:
+        r = subprocess.run(tmux + ["capture-pane", "-p", "-t", "screen"], capture_output=True, text=True)
+        text = r.stdout if r.returncode == 0 else ""
+        with open(shots, "a") as fh:
+            fh.write(text + "\n" + "=" * 80 + "\n")
+        return text
+
+    def wait_screen(pattern: str, timeout: float) -> str:
+        end = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < end:
+            text = screen()
+            if re.search(pattern, text):
+                return text
+            if not Path(f"/proc/{state['pid']}").exists():
+                break
+            time.sleep(1)
+        raise AssertionError(f"{pattern!r} not on tty1 within {timeout} s; the screen:\n{text}\n"
+                             f"serial ends:\n{_serial_text(serial_log)[-2000:]}")
+
+    def keys(*k: str, literal: bool = False) -> None:
+        subprocess.run(tmux + ["send-keys", "-t", "screen", *(["-l"] if literal else []), *k], check=True)
+
+    first = wait_screen(re.escape(f"serial:{f.luns[3].serial}"), 420)
+    assert "Select Install/Boot Device" in first, first
+    for lun in f.luns[:4]:
+        assert f"serial:{lun.serial}" in first, first
+    assert f"serial:{f.luns[4].serial}" not in first        # the blank target is under Tab, not a boot device
+    # the serial line carries its own console at the same time
+    end = time.monotonic() + 120
+    while f"serial:{f.luns[3].serial}" not in _serial_text(serial_log) and time.monotonic() < end:
+        time.sleep(1)
+    assert f"serial:{f.luns[3].serial}" in _serial_text(serial_log), _serial_text(serial_log)[-2000:]
+    # type the end of disk 1's ID on the machine's keyboard: only that disk is listed
+    keys(f.luns[1].serial[-5:], literal=True)
+    end = time.monotonic() + 120
+    while True:
+        text = screen()
+        listed = [lun.serial for lun in f.luns[:4] if f"serial:{lun.serial} " in text]
+        if listed == [f.luns[1].serial] or time.monotonic() > end:
+            break
+        time.sleep(1)
+    assert listed == [f.luns[1].serial], text
+    keys("Enter")
+    menu = wait_screen(r"Install BOS onto a target disk", 300)
+    assert f"Boot device serial:{f.luns[1].serial}" in menu, menu
+    assert "imported read-only" in menu, menu
+    # leave the console on tty1: it is offered again, or powers the machine off
+    keys("F10")
+    wait_screen(r"Leave the maintenance console", 120)
+    keys("y")
+    wait_screen(r"sanbos console ended", 120)
+    keys("Enter")                                   # offered again: the boot menu
+    again = wait_screen(r"Select Install/Boot Device", 300)
+    assert "sanbos console ended" not in again, again
+    wait_screen(re.escape(f"serial:{f.luns[3].serial}"), 300)
+    keys("F10")
+    wait_screen(r"Leave the maintenance console", 120)
+    keys("y")
+    wait_screen(r"sanbos console ended", 120)
+    keys("p", "Enter")
+    end = time.monotonic() + 120
+    while Path(f"/proc/{state['pid']}").exists() and time.monotonic() < end:
+        time.sleep(1)
+    assert not Path(f"/proc/{state['pid']}").exists(), screen()
+    assert "reboot: Power down" in _serial_text(serial_log), _serial_text(serial_log)[-2000:]
+
+
+def _serial_text(log: Path) -> str:
+    try:
+        return _CSI.sub(b"", log.read_bytes()).decode(errors="replace")
+    except FileNotFoundError:
+        return ""

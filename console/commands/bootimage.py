@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--from-iso", metavar="ISO", help="take kernel and initramfs from a bootable Linux ISO")
     b.add_argument("--maintenance", action="store_true",
                    help="the generic maintenance image: Debian kernel + an initramfs with Python and sanbos "
-                        "that starts 'sanbos console' on the serial console")
+                        "that starts 'sanbos console' on the serial console and on tty1")
     b.add_argument("--cmdline", default=None,
                    help=f"kernel command line (default: {bootimage.DEFAULT_CMDLINE!r})")
     b.add_argument("-o", "--output", required=True, metavar="IMAGE")

@@ -161,13 +161,15 @@ def _check_cmdline(cmdline: str | None) -> str:
 
 
 def build(kernel: str | os.PathLike[str], initrd: str | os.PathLike[str], cmdline: str | None,
-          out: str | os.PathLike[str], *, source: str = "", size: int | None = None) -> ImageInfo:
+          out: str | os.PathLike[str], *, source: str = "", size: int | None = None,
+          contents: dict | None = None) -> ImageInfo:
     """Pack ``kernel`` + ``initrd`` + ``cmdline`` into the ext2 boot image ``out``.
 
     Refuses (before writing anything) a kernel that is not a bzImage or an
     initrd that is not an initramfs.  ``size`` forces the image size (bytes);
     by default it is the content plus room for file-system overhead, rounded
-    up to MiB.
+    up to MiB.  ``contents`` (JSON-able) goes into the manifest as what the
+    image carries, e.g. the Debian packages and versions of a maintenance root.
     """
     cmdline = _check_cmdline(cmdline)
     kver = validate_kernel(kernel)
@@ -190,6 +192,8 @@ def build(kernel: str | os.PathLike[str], initrd: str | os.PathLike[str], cmdlin
             "cmdline": cmdline,
             "source": source,
         }
+        if contents:
+            manifest["contents"] = contents
         (src / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for f in src.iterdir():
             os.utime(f, (_FIXED_TIME, _FIXED_TIME))

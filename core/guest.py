@@ -26,7 +26,9 @@ Public:
 from __future__ import annotations
 
 import fcntl
+import filecmp
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -214,7 +216,7 @@ def _pack_newc(src: Path, out_fh, compress: bool) -> None:
 
 
 #: bumped whenever the staging code changes what goes into a cached archive
-_LAYOUT_VERSION = 3
+_LAYOUT_VERSION = 4
 
 
 def _base_key(kparts: KernelParts, modules: Sequence[str], binaries: Sequence[str]) -> str:
@@ -627,6 +629,95 @@ def _stage_python(root: Path) -> list[Path]:
     return exts
 
 
+#: where the maintenance root records what it is made of
+CONTENTS_FILE = "etc/sanbos/contents.json"
+
+
+def _host_candidates(rel: str) -> list[str]:
+    """Host paths a staged file may have come from (``_copy_host_file`` moves
+    /usr/lib/x86_64-linux-gnu to /lib/x86_64-linux-gnu)."""
+    # merged /usr: dpkg may list /bin/tar for what is /usr/bin/tar here, and the other way round
+    return ["/" + rel, "/" + rel[4:] if rel.startswith("usr/") else "/usr/" + rel]
+
+
+def _dpkg_owners(paths: Sequence[str]) -> dict[str, str]:
+    """{host path: Debian package} for the paths dpkg's database lists."""
+    owners: dict[str, str] = {}
+    todo = list(paths)
+    for i in range(0, len(todo), 1000):
+        res = run(["dpkg-query", "-S", *todo[i:i + 1000]], what="dpkg-query -S", check=False)
+        for line in res.stdout.decode(errors="replace").splitlines():
+            if line.startswith("diversion ") or ": /" not in line:
+                continue
+            pkgs, path = line.split(": /", 1)
+            owners["/" + path] = pkgs.split(",")[0].strip().split(":")[0]
+    return owners
+
+
+def _contents_path(initrd: Path) -> Path:
+    """The side file that records what a built maintenance initramfs carries."""
+    name = initrd.name[:-len(".cpio.gz")] if initrd.name.endswith(".cpio.gz") else initrd.name
+    return initrd.with_name(name + ".contents.json")
+
+
+def _other_kind(rel: str) -> str:
+    if rel.startswith(("lib/modules/", "var/cache/sanbos/")):
+        return "kernel"
+    if rel.startswith(("usr/lib/python3/dist-packages/core/", "usr/lib/python3/dist-packages/console/")) \
+            or rel == "usr/bin/sanbos":
+        return "sanbos"
+    if rel.startswith("usr/lib/python3/dist-packages/"):
+        return "python_distributions"
+    if "/__pycache__/" in rel:
+        return "bytecode"          # compiled from the packages' .py files by Debian's py3compile
+    return "made_here"
+
+
+def root_contents(root: Path, kparts: KernelParts) -> dict:
+    """What a staged maintenance root is made of: for every file copied from the
+    host, the Debian package that owns it (from dpkg's database) and the packages'
+    versions; the kernel package; the Python distributions; files of sanbos's own."""
+    import importlib.metadata as md
+
+    rels = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    cand = {rel: [c for c in _host_candidates(rel) if os.path.lexists(c)] for rel in rels}
+    owners = _dpkg_owners(sorted({c for cs in cand.values() for c in cs}))
+    files: dict[str, dict[str, str]] = {}
+    other: list[str] = []
+    for rel in rels:
+        # a host file counts only when the staged bytes are its bytes (lvm.conf, say, is ours)
+        hit = next((c for c in cand[rel] if c in owners
+                    and filecmp.cmp(root / rel, os.path.realpath(c), shallow=False)), None)
+        if hit is None:
+            other.append(rel)
+        else:
+            files[rel] = {"package": owners[hit], "host": hit}
+    pkgs = sorted({f["package"] for f in files.values()})
+    versions: dict[str, str] = {}
+    if pkgs:
+        res = run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\n", *pkgs], what="dpkg-query -W",
+                  check=False)
+        for line in res.stdout.decode(errors="replace").splitlines():
+            name, _, ver = line.partition("\t")
+            versions[name.split(":")[0]] = ver
+    dists = {d.metadata["Name"]: d.version for d in _runtime_distributions()}
+    try:
+        sanbos_version = md.version("sanbos")
+    except md.PackageNotFoundError:
+        sanbos_version = "source tree"
+    return {
+        "debian_packages": {p: versions.get(p, "?") for p in pkgs},
+        "kernel": {"package": kparts.package or f"linux-image-{kparts.version}", "version": kparts.version},
+        "python_distributions": dict(sorted(dists.items())),
+        "sanbos": sanbos_version,
+        "files_from_packages": len(files),
+        "files_other": {k: sum(1 for r in other if _other_kind(r) == k)
+                        for k in ("kernel", "sanbos", "python_distributions", "bytecode", "made_here")},
+        "made_here": [r for r in other if _other_kind(r) == "made_here"],
+        "files": files,
+    }
+
+
 def _stage_kernel_cache(cache: Path, kparts: KernelParts) -> None:
     """The kernel in the guest's sanbos cache, laid out as ``core.debparts`` leaves it, so
     that an install inside the guest (``core.install.kernel_for``) finds it without apt:
@@ -719,12 +810,21 @@ def build_maintenance_initrd(kparts: KernelParts, out: str | os.PathLike[str], *
                 (root / "var/lib/dpkg/status").write_text("")
                 (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
                 (root / "etc/group").write_text("root:x:0:\ndisk:x:6:\n")
+                contents = root_contents(root, kparts)
+                (root / CONTENTS_FILE).write_text(json.dumps(contents, indent=1, sort_keys=True) + "\n")
+                summary = {k: v for k, v in contents.items() if k != "files"}
+                _contents_path(base).write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
                 partial = base.with_suffix(".part")
                 with open(partial, "wb") as fh:
                     _pack_newc(root, fh, compress=True)
                 partial.rename(base)
             _prune(d, f"maintenance-{kparts.version}-*.cpio.gz", keep=2)
+            for side in d.glob(f"maintenance-{kparts.version}-*.contents.json"):
+                if not (d / side.name.replace(".contents.json", ".cpio.gz")).exists():
+                    side.unlink(missing_ok=True)
     out = Path(out)
+    if _contents_path(base).exists():
+        shutil.copyfile(_contents_path(base), _contents_path(out))
     with open(out, "wb") as fh:
         with open(base, "rb") as b:
             shutil.copyfileobj(b, fh)
@@ -768,6 +868,9 @@ def build_maintenance_image(out: str | os.PathLike[str], *, kernel: KernelParts 
     with tempfile.TemporaryDirectory(prefix="sanbos-maint.") as tmp:
         initrd = build_maintenance_initrd(kparts, Path(tmp) / "initrd.img", cache=cache)
         say(f"maintenance initramfs {initrd.stat().st_size / 2**20:.1f} MiB (python3.11, sanbos, tools)", 0.8)
-        info = bootimage.build(kparts.vmlinuz, initrd, cmdline, out, source="sanbos maintenance image")
+        side = _contents_path(initrd)
+        contents = json.loads(side.read_text()) if side.exists() else None
+        info = bootimage.build(kparts.vmlinuz, initrd, cmdline, out, source="sanbos maintenance image",
+                               contents=contents)
     say(f"maintenance boot image {out}", 1.0)
     return info

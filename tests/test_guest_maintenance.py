@@ -10,6 +10,7 @@ serial line and is driven with pexpect.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -129,6 +130,61 @@ def test_maintenance_guest_sees_scsi_disks_by_wwn(kparts, demo_fabric, maintenan
     for i, w in enumerate(wwns):
         assert w in rows, r.report
         assert rows[w][1] == w and (("pv:instvg" in rows[w]) == (i < 4)), rows[w]
+
+
+def _dpkg_md5(pkg: str) -> dict[str, str]:
+    """{path without the leading /: md5} from dpkg's record of ``pkg``'s files."""
+    info = Path("/var/lib/dpkg/info")
+    sums: dict[str, str] = {}
+    for f in list(info.glob(f"{pkg}.md5sums")) + list(info.glob(f"{pkg}:*.md5sums")):
+        for line in f.read_text(errors="replace").splitlines():
+            md5, _, path = line.partition("  ")
+            sums[path] = md5
+    return sums
+
+
+def test_maintenance_root_is_made_of_debian_packages(maintenance_image, maintenance_initrd, tmp_path):
+    """The maintenance root's files come from Debian packages, unmodified: every file
+    the image says came from a package has that package's bytes (the md5 in dpkg's
+    own record), the packages and versions in the boot image's manifest are the
+    installed ones, and every other file of the root is accounted for."""
+    import hashlib
+    import json
+
+    from core import bootimage
+
+    root = tmp_path / "root"
+    root.mkdir()
+    with open(maintenance_initrd, "rb") as fh:
+        gz = subprocess.Popen(["gzip", "-dc"], stdin=fh, stdout=subprocess.PIPE)
+        subprocess.run(["cpio", "-idm", "--quiet"], stdin=gz.stdout, cwd=root, check=True)
+        assert gz.wait() == 0
+    contents = json.loads((root / guest.CONTENTS_FILE).read_text())
+    manifest = bootimage.inspect(maintenance_image).manifest["contents"]
+    assert manifest == {k: v for k, v in contents.items() if k != "files"}
+    pkgs = contents["debian_packages"]
+    for must in ("python3.11-minimal", "libpython3.11-stdlib", "lvm2", "e2fsprogs", "busybox-static", "libc6"):
+        assert must in pkgs, sorted(pkgs)
+    installed = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\\t${Version}\\n", *pkgs],
+                               capture_output=True, text=True, check=True).stdout
+    assert dict(line.split("\t") for line in installed.splitlines()) == pkgs
+    checked, mismatched = 0, []
+    md5s: dict[str, dict[str, str]] = {}
+    for rel, src in contents["files"].items():
+        sums = md5s.setdefault(src["package"], _dpkg_md5(src["package"]))
+        real = os.path.realpath(src["host"]).lstrip("/")
+        want = sums.get(real) or sums.get(real[4:] if real.startswith("usr/") else "usr/" + real)
+        if want is None:
+            continue                     # conffiles: dpkg keeps their md5 elsewhere
+        checked += 1
+        if hashlib.md5((root / rel).read_bytes()).hexdigest() != want:
+            mismatched.append(rel)
+    assert not mismatched, mismatched[:20]
+    assert checked >= 0.95 * len(contents["files"]) and checked > 1000, (checked, len(contents["files"]))
+    n_files = sum(1 for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    assert n_files == contents["files_from_packages"] + sum(contents["files_other"].values()) + 1
+    assert set(contents["made_here"]) <= {"init", "etc/passwd", "etc/group", "etc/lvm/lvm.conf",
+                                          "etc/sanbos/modules", "var/lib/dpkg/status"}, contents["made_here"]
 
 
 # --------------------------------------------------------------------------

@@ -61,6 +61,13 @@ def _show(info: bootimage.ImageInfo, as_json: bool) -> int:
     print(f"  cmdline {m.get('cmdline', '')}")
     if m.get("source"):
         print(f"  source  {m['source']}")
+    c = part("contents")
+    if isinstance(c.get("debian_packages"), dict):
+        debs = c["debian_packages"]
+        print(f"  root    {c.get('files_from_packages', '?')} files from {len(debs)} Debian packages: "
+              + ", ".join(f"{n} {v}" for n, v in sorted(debs.items())))
+    if isinstance(c.get("python_distributions"), dict):
+        print("  python  " + ", ".join(f"{n} {v}" for n, v in sorted(c["python_distributions"].items())))
     for p in info.problems:
         print(f"  PROBLEM {p}", file=sys.stderr)
     return 0 if info.ok else 1

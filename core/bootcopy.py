@@ -196,6 +196,19 @@ def _disk_id(vgo: vgmod.VolumeGroup, raw_pv: str) -> str:
     return loc.ref.id if loc else ""
 
 
+def boot_order(vgo: vgmod.VolumeGroup) -> list[str]:
+    """The boot disks' IDs in boot order, from the VG's boot copy record; ``[]`` when
+    the VG has no ``bootlv`` or no record.  A copy whose PV has no disk here is
+    named ``PV <uuid>``."""
+    if vgo.vg.lv(BOOT_LV) is None:
+        return []
+    try:
+        rec = _record(vgo)
+    except FormatError:
+        return []
+    return [_disk_id(vgo, pv) or f"PV {pv}" for pv, _ in rec.copies]
+
+
 def _hash_leg(vgo: vgmod.VolumeGroup, leg: int, size: int, progress: Progress, base: float, span: float,
               label: str) -> str:
     f = vgo.lv_io(BOOT_LV, leg=leg)

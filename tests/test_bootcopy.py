@@ -64,6 +64,21 @@ def test_mirror_records_every_copy(vg4, loopdev):
     assert f"sanbos.bootimage={image.stat().st_size}:{sha}" in tags
     out = real_lvm_accepts(refs, loopdev)
     assert out.count("[bootlv_rimage_") == 4 and "raid1" in out and "sanbos.copy.4=" in out
+    with vgmod.open_vg(VG, refs, write=False) as vgo:
+        assert bootcopy.boot_order(vgo) == [r.id for r in refs]
+
+
+def test_boot_order_follows_the_record_and_names_missing_disks(vg4):
+    """boot_order reads the record the mirror wrote: after removing the first boot
+    disk's copy the order is the other three; a copy on a disk that is not here is
+    named by its PV UUID."""
+    refs = vg4["refs"]
+    bootcopy.remove(VG, refs, [refs[0].id])
+    with vgmod.open_vg(VG, refs, write=False) as vgo:
+        assert bootcopy.boot_order(vgo) == [r.id for r in refs[1:]]
+    with vgmod.open_vg(VG, refs[:3], write=False, allow_missing=True) as vgo:
+        order = bootcopy.boot_order(vgo)
+    assert order[:2] == [refs[1].id, refs[2].id] and order[2].startswith("PV "), order
 
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3])

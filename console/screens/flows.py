@@ -450,24 +450,15 @@ def copy_state(ctx: FlowContext) -> CopyState:
     with open_vg(ctx.vg_name, ctx.refs, write=False, allow_exported=True) as vgo:
         desc = vgo.describe()
         st.extent = desc["extent_size"]
-        by_uuid = {}
         for pv in desc["pvs"]:
             if pv["disk"]:
                 st.free[pv["disk"]] = pv["pe_free"] * st.extent
-                by_uuid[pv["uuid"].replace("-", "")] = pv["disk"]
         st.install_vg = any(lv["name"] == "instlv" for lv in desc["lvs"])
         lv = vgo.vg.lv(bootcopy.BOOT_LV)
         if lv is not None:
             st.has_bootlv = True
             st.bootlv_bytes = lv.extents * st.extent
-            order = []
-            for tag in lv.extra.get("tags", []):
-                if tag.startswith(bootcopy.TAG_COPY) and "=" in tag:
-                    n, _, val = tag[len(bootcopy.TAG_COPY):].partition("=")
-                    uuid = val.split(":", 1)[0].replace("-", "")
-                    if n.isdigit():
-                        order.append((int(n), by_uuid.get(uuid, f"PV {uuid}")))
-            st.copies = [d for _, d in sorted(order)]
+            st.copies = bootcopy.boot_order(vgo)
     return st
 
 

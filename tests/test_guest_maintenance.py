@@ -406,16 +406,23 @@ def screen_session():
 
 
 def test_maintenance_console_on_tty1_and_serial(kparts, maint_demo, tmp_path, screen_session):
-    """The same boot also starts `sanbos console` on tty1: QEMU's VGA text screen
-    (``-display curses`` in tmux at 80x25) shows the boot menu while the serial
-    line shows it too; keys typed on the machine's keyboard filter by part of an
-    ID and select the disk (the install VG is imported read-only); leaving the
+    """Booted by SeaBIOS + GRUB from a SCSI disk carrying a WWN, the image starts
+    `sanbos console` on tty1 as well: QEMU's VGA text screen (``-display curses``
+    in tmux at 80x25) shows the boot menu with the disks by WWN (serial under
+    the list) while the serial line shows it too; keys typed on the machine's
+    keyboard filter by part of a WWN and select the disk (the install VG is
+    imported read-only); leaving the
     console on tty1 offers it again (Enter) or powers the machine off (p)."""
+    from core import qemu
+
     start, state = screen_session
     f = _copy_fabric(maint_demo, tmp_path / "fabric")
     serial_log = tmp_path / "serial.log"
-    argv = _firmware_console_argv(f, 0, tmp_path)
-    argv[argv.index("stdio")] = f"file:{serial_log}"
+    # SCSI disks with WWNs and serials, as a SAN presents them (QEMU's wwn is 64-bit: NAA-5)
+    wwns = [f"naa.5000c500a1b2c3{i:02x}" for i in range(len(f.luns))]
+    drives = [qemu.Drive(str(l.path), serial=l.serial, readonly=(i < 4), bus="scsi", wwn=w,
+                         bootindex=1 if i == 0 else None) for i, (l, w) in enumerate(zip(f.luns, wwns))]
+    argv = qemu.command(drives, serial_log, qemu.Options(memory=1536))
     argv[argv.index("-display") + 1] = "curses"
     tmux = start(argv)
     shots = tmp_path / "tty1.txt"
@@ -443,30 +450,36 @@ def test_maintenance_console_on_tty1_and_serial(kparts, maint_demo, tmp_path, sc
     def keys(*k: str, literal: bool = False) -> None:
         subprocess.run(tmux + ["send-keys", "-t", "screen", *(["-l"] if literal else []), *k], check=True)
 
-    first = wait_screen(re.escape(f"serial:{f.luns[3].serial}"), 420)
+    first = wait_screen(re.escape(wwns[3]), 420)
     assert "Select Install/Boot Device" in first, first
-    for lun in f.luns[:4]:
-        assert f"serial:{lun.serial}" in first, first
-    assert f"serial:{f.luns[4].serial}" not in first        # the blank target is under Tab, not a boot device
+    for w in wwns[:4]:
+        assert w in first, first
+    assert wwns[4] not in first                             # the blank target is under Tab, not a boot device
+    # the highlighted (first listed) disk's serial is shown under the list
+    top = min(wwns[:4], key=first.index)
+    assert f"serial {f.luns[wwns.index(top)].serial}" in first, first
     # the serial line carries its own console at the same time
     end = time.monotonic() + 120
-    while f"serial:{f.luns[3].serial}" not in _serial_text(serial_log) and time.monotonic() < end:
+    while wwns[3] not in _serial_text(serial_log) and time.monotonic() < end:
         time.sleep(1)
-    assert f"serial:{f.luns[3].serial}" in _serial_text(serial_log), _serial_text(serial_log)[-2000:]
-    # type the end of disk 1's ID on the machine's keyboard: only that disk is listed
-    keys(f.luns[1].serial[-5:], literal=True)
+    assert wwns[3] in _serial_text(serial_log), _serial_text(serial_log)[-2000:]
+    # type the end of disk 1's WWN on the machine's keyboard: only that disk is listed
+    keys(wwns[1][-6:], literal=True)
     end = time.monotonic() + 120
     while True:
         text = screen()
-        listed = [lun.serial for lun in f.luns[:4] if f"serial:{lun.serial} " in text]
-        if listed == [f.luns[1].serial] or time.monotonic() > end:
+        listed = [w for w in wwns[:4] if f" {w} " in text]
+        if listed == [wwns[1]] or time.monotonic() > end:
             break
         time.sleep(1)
-    assert listed == [f.luns[1].serial], text
+    assert listed == [wwns[1]], text
+    assert f"serial {f.luns[1].serial}" in text, text
     keys("Enter")
-    menu = wait_screen(r"Install BOS onto a target disk", 300)
-    assert f"Boot device serial:{f.luns[1].serial}" in menu, menu
-    assert "imported read-only" in menu, menu
+    menu = wait_screen(r"imported read-only", 300)
+    assert f"Boot device {wwns[1]}" in menu, menu
+    assert "Install BOS onto a target disk" in menu, menu
+    from conftest import SHOTS
+    (SHOTS / "maintenance-tty1.txt").write_text(menu)    # the guest's screen as QEMU shows it
     # leave the console on tty1: it is offered again, or powers the machine off
     keys("F10")
     wait_screen(r"Leave the maintenance console", 120)
@@ -475,7 +488,7 @@ def test_maintenance_console_on_tty1_and_serial(kparts, maint_demo, tmp_path, sc
     keys("Enter")                                   # offered again: the boot menu
     again = wait_screen(r"Select Install/Boot Device", 300)
     assert "sanbos console ended" not in again, again
-    wait_screen(re.escape(f"serial:{f.luns[3].serial}"), 300)
+    wait_screen(re.escape(wwns[3]), 300)
     keys("F10")
     wait_screen(r"Leave the maintenance console", 120)
     keys("y")

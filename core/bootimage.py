@@ -29,14 +29,13 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import debparts, ext4
+from . import cpio, debparts, ext4
 from .checksum import sha256_file
 from .disk import Disk
 from .errors import FormatError, NotFoundError, SpaceError, ToolError, UsageError
@@ -162,7 +161,8 @@ def _check_cmdline(cmdline: str | None) -> str:
 
 def build(kernel: str | os.PathLike[str], initrd: str | os.PathLike[str], cmdline: str | None,
           out: str | os.PathLike[str], *, source: str = "", size: int | None = None,
-          contents: dict | None = None) -> ImageInfo:
+          contents: dict | None = None, kernel_source: str | None = None,
+          initrd_source: str | None = None) -> ImageInfo:
     """Pack ``kernel`` + ``initrd`` + ``cmdline`` into the ext2 boot image ``out``.
 
     Refuses (before writing anything) a kernel that is not a bzImage or an
@@ -170,6 +170,12 @@ def build(kernel: str | os.PathLike[str], initrd: str | os.PathLike[str], cmdlin
     by default it is the content plus room for file-system overhead, rounded
     up to MiB.  ``contents`` (JSON-able) goes into the manifest as what the
     image carries, e.g. the Debian packages and versions of a maintenance root.
+    The manifest names where the kernel and initrd came from: their paths as
+    given, or ``kernel_source`` / ``initrd_source``.
+
+    Reproducible: the same parts, cmdline, sources and size give the same
+    bytes (fixed times, modes, file-system UUID and directory hash seed, the
+    UUID and seed derived from the manifest).
     """
     cmdline = _check_cmdline(cmdline)
     kver = validate_kernel(kernel)
@@ -186,9 +192,9 @@ def build(kernel: str | os.PathLike[str], initrd: str | os.PathLike[str], cmdlin
         manifest = {
             "format": FORMAT, "version": VERSION,
             "kernel": {"file": KERNEL, "version": kver, "size": (src / KERNEL).stat().st_size,
-                       "sha256": sums[KERNEL], "source": str(kernel)},
+                       "sha256": sums[KERNEL], "source": kernel_source or str(kernel)},
             "initrd": {"file": INITRD, "format": ikind, "size": (src / INITRD).stat().st_size,
-                       "sha256": sums[INITRD], "source": str(initrd)},
+                       "sha256": sums[INITRD], "source": initrd_source or str(initrd)},
             "cmdline": cmdline,
             "source": source,
         }
@@ -196,18 +202,21 @@ def build(kernel: str | os.PathLike[str], initrd: str | os.PathLike[str], cmdlin
             manifest["contents"] = contents
         (src / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for f in src.iterdir():
+            os.chmod(f, 0o644)                  # not whatever the umask gave
             os.utime(f, (_FIXED_TIME, _FIXED_TIME))
+        os.chmod(src, 0o755)
+        os.utime(src, (_FIXED_TIME, _FIXED_TIME))
         content = sum(f.stat().st_size for f in src.iterdir())
         want = size or align_up(content + content // 16 + 2 * MiB, MiB)
         tmp_out = out.with_name(out.name + ".tmp")
-        uuid = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
-        uuid = f"{uuid[:8]}-{uuid[8:12]}-4{uuid[13:16]}-8{uuid[17:20]}-{uuid[20:32]}"
+        digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+        uuid, seed = (f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}" for h in (digest[:32], digest[32:]))
         try:
             with open(tmp_out, "wb") as f:
                 f.truncate(want)
             try:
                 ext4.make(ext4.Target(tmp_out, 0, want, name=str(out)), src, label=LABEL, fstype="ext2",
-                          uuid=uuid, timestamp=_FIXED_TIME)
+                          uuid=uuid, hash_seed=seed, timestamp=_FIXED_TIME)
             except (SpaceError, ToolError) as e:
                 raise SpaceError(f"boot image {out}: kernel + initrd ({content} bytes) do not fit in "
                                  f"{want} bytes ({e})") from None
@@ -348,6 +357,9 @@ def demo_initrd(out: str | os.PathLike[str], *, busybox: str | os.PathLike[str] 
                 extra_files: dict[str, str | os.PathLike[str]] | None = None) -> Path:
     """A busybox-static initramfs whose /init prints the banner and powers off.
 
+    Reproducible: the same busybox and arguments give the same bytes (``core.cpio.newc``:
+    sorted entries, fixed inode numbers, owners and mtimes; gzip without name or time).
+
     ``extra_files`` maps paths inside the initramfs to local files (for
     guests that need more, e.g. kernel modules); ``extra_init`` is shell run
     before poweroff.
@@ -367,17 +379,13 @@ def demo_initrd(out: str | os.PathLike[str], *, busybox: str | os.PathLike[str] 
             target = root / dest.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
-        for dirpath, dirnames, filenames in os.walk(root):
-            for n in dirnames + filenames:
-                os.utime(os.path.join(dirpath, n), (_FIXED_TIME, _FIXED_TIME), follow_symlinks=False)
-        names = subprocess.run(["find", "."], cwd=root, capture_output=True, check=True).stdout
-        names = b"\n".join(sorted(names.splitlines())) + b"\n"
-        cpio = run([str(bb), "cpio", "-o", "-H", "newc"], input=names, cwd=str(root),
-                   what="busybox cpio").stdout
+        for d in (root, *(p for p in root.rglob("*") if p.is_dir() and not p.is_symlink())):
+            os.chmod(d, 0o755)                  # not whatever the umask gave
+        data = cpio.newc(root, mtime=_FIXED_TIME)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as f:
-        with gzip.GzipFile(fileobj=f, mode="wb", mtime=0, compresslevel=6) as gz:
-            gz.write(cpio)
+    with open(out, "wb") as f:                  # gzip -n: no name, no time in the header
+        with gzip.GzipFile(filename="", fileobj=f, mode="wb", mtime=0, compresslevel=6) as gz:
+            gz.write(data)
     return out
 
 
@@ -393,7 +401,8 @@ def demo(out: str | os.PathLike[str], *, cache: str | os.PathLike[str] | None = 
     with tempfile.TemporaryDirectory(prefix="sanbos-demo.") as tmp:
         initrd = demo_initrd(Path(tmp) / "initrd.img")
         progress("packing the boot image", 0.7)
-        info = build(k.vmlinuz, initrd, cmdline, out, source=f"demo: {k.package} + busybox-static")
+        info = build(k.vmlinuz, initrd, cmdline, out, source=f"demo: {k.package} + busybox-static",
+                     kernel_source=f"{k.package}: {k.vmlinuz.name}", initrd_source="demo initramfs (busybox-static)")
     progress("boot image ready", 1.0)
     return info
 

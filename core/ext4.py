@@ -42,19 +42,24 @@ class Target:
 
 def make(target: Target, src_dir: str | os.PathLike[str] | None = None, *, label: str = "",
          fstype: str = "ext4", uuid: str | None = None, features: str | None = None,
-         timestamp: int | None = None, blocksize: int | None = None) -> None:
+         timestamp: int | None = None, blocksize: int | None = None,
+         hash_seed: str | None = None) -> None:
     """Create a file system filling ``target``, populated from ``src_dir``.
 
     ``blocksize`` (bytes) overrides the default (4096 from 64 MiB, else 1024).
 
-    ``timestamp`` (seconds) makes the result reproducible (E2FSPROGS_FAKE_TIME
-    and SOURCE_DATE_EPOCH).
+    ``timestamp`` (seconds: E2FSPROGS_FAKE_TIME and SOURCE_DATE_EPOCH), ``uuid``
+    and ``hash_seed`` (the directory-index hash seed, a UUID; mke2fs draws
+    both at random otherwise) together make the result reproducible: the same
+    tree (names, modes, owners, contents, mtimes) gives the same bytes.
     """
     if target.size < 1024 * 1024:
         raise SpaceError(f"{target.label}: {target.size} bytes is too small for a file system")
     bs = blocksize or (4096 if target.size >= 64 << 20 else 1024)
     cmd = ["mke2fs", "-F", "-q", "-t", fstype, "-b", str(bs)]
     ext = [f"offset={target.offset}"] if target.offset else []
+    if hash_seed:
+        ext.append(f"hash_seed={hash_seed}")
     if ext:
         cmd += ["-E", ",".join(ext)]
     if label:
@@ -75,9 +80,28 @@ def make(target: Target, src_dir: str | os.PathLike[str] | None = None, *, label
         if "No space" in e.output or "Could not allocate" in e.output or "too small" in e.output:
             raise SpaceError(f"{target.label}: the files do not fit in {target.size} bytes") from None
         raise
+    if timestamp is not None and src_dir is not None:
+        _clamp_times(target, Path(src_dir), timestamp, env)
 
 
-def debugfs(target: Target, *requests: str, write: bool = False, catastrophic: bool = False) -> str:
+def _clamp_times(target: Target, src: Path, timestamp: int, env: dict[str, str]) -> None:
+    """Every inode copied from ``src`` gets ``timestamp`` as its atime, mtime, ctime and crtime.
+
+    ``mke2fs -d`` copies each source file's atime and ctime (which no one can
+    set: it is when the file was last changed here), so without this the same
+    tree packed twice gives different bytes.
+    """
+    paths = ["/"] + sorted("/" + p.relative_to(src).as_posix() for p in src.rglob("*"))
+    reqs = []
+    for p in paths:
+        q = p.replace('"', '\\"')
+        reqs += [f'sif "{q}" {field} @{timestamp}' for field in ("atime", "mtime", "ctime", "crtime")]
+        reqs += [f'sif "{q}" {field}_extra 0' for field in ("atime", "mtime", "ctime", "crtime")]
+    debugfs(target, *reqs, write=True, env=env)
+
+
+def debugfs(target: Target, *requests: str, write: bool = False, catastrophic: bool = False,
+            env: dict[str, str] | None = None) -> str:
     """Run debugfs requests; raise ToolError if debugfs reports a failure.
 
     ``catastrophic`` (``debugfs -c``, read-only) does not read the allocation
@@ -93,7 +117,7 @@ def debugfs(target: Target, *requests: str, write: bool = False, catastrophic: b
         f.write("\n".join(requests) + "\n")
         script = f.name
     try:
-        res = run([*cmd, "-f", script, target.spec], what=f"debugfs on {target.label}")
+        res = run([*cmd, "-f", script, target.spec], env=env, what=f"debugfs on {target.label}")
     finally:
         os.unlink(script)
     err = res.stderr.decode(errors="replace")

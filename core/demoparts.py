@@ -6,8 +6,10 @@
   ``/sbin/init``: a shell script that prints an *installed system* banner
   listing ``/var/lib/sanbos/opps`` (one file per installed OPP) and powers off.
 * ``bos_tarball(out)``: that tree as a POSIX tar (gzip if ``out`` ends .gz),
-  owned by root, reproducible (fixed mtimes).
-* ``bos_raw_image(out)``: that tree as a raw ext4 image (``mke2fs -d``).
+  owned by root, reproducible (sorted, fixed modes and mtimes, gzip header
+  without name or time: the same busybox gives the same bytes).
+* ``bos_raw_image(out)``: that tree as a raw ext4 image (``mke2fs -d``),
+  reproducible too (fixed time, UUID and hash seed).
 * ``opp_deb(out_dir, name, version, depends, description)``: a real Debian
   package built with ``dpkg-deb --build --root-owner-group``; it installs
   ``/var/lib/sanbos/opps/<name>`` (the banner lists it) and
@@ -23,12 +25,15 @@ long enough to need one.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import io
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import uuid as uuidlib
 from pathlib import Path
 from typing import Callable
 
@@ -117,6 +122,14 @@ def bos_tree(dest: str | os.PathLike[str], *, name: str = BOS_NAME, version: str
     if sbin_init.exists() or sbin_init.is_symlink():
         sbin_init.unlink()
     os.symlink("../init", sbin_init)
+    for p in root.rglob("*"):                   # modes as listed, not whatever the umask gave
+        if p.is_dir() and not p.is_symlink():
+            os.chmod(p, 0o755)
+        elif p.is_file() and not p.is_symlink():
+            os.chmod(p, 0o644)
+    os.chmod(root, 0o755)
+    os.chmod(root / "bin/busybox", 0o755)
+    os.chmod(root / "init", 0o755)
     os.chmod(root / "tmp", 0o1777)
     for p in [root, *root.rglob("*")]:
         os.utime(p, (EPOCH, EPOCH), follow_symlinks=False)
@@ -130,16 +143,31 @@ def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def tar_tree(tree: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
-    """Pack ``tree`` as a root-owned POSIX tar (``.tar.gz``/``.tgz`` → gzip, ``.tar.xz`` → xz)."""
-    out = Path(out)
-    mode = "w"
+@contextlib.contextmanager
+def _open_tar(out: Path):
+    """A PAX tar writer for ``out``: plain, gzip (``.gz``/``.tgz``) or xz (``.xz``).
+
+    The gzip header carries no file name and the fixed EPOCH (``gzip -n`` with
+    SOURCE_DATE_EPOCH): tarfile's own ``w:gz`` writes the time of the run.
+    """
     if out.name.endswith((".gz", ".tgz")):
-        mode = "w:gz"
-    elif out.name.endswith(".xz"):
-        mode = "w:xz"
+        with open(out, "wb") as f, \
+                gzip.GzipFile(filename="", fileobj=f, mode="wb", mtime=EPOCH, compresslevel=9) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            yield tf
+    else:
+        with tarfile.open(out, "w:xz" if out.name.endswith(".xz") else "w", format=tarfile.PAX_FORMAT) as tf:
+            yield tf
+
+
+def tar_tree(tree: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Pack ``tree`` as a root-owned POSIX tar (``.tar.gz``/``.tgz`` → gzip, ``.tar.xz`` → xz).
+
+    Reproducible: entries sorted, owner root, mtimes EPOCH, gzip header without name or time.
+    """
+    out = Path(out)
     tree = Path(tree)
-    with tarfile.open(out, mode, format=tarfile.PAX_FORMAT) as tf:
+    with _open_tar(out) as tf:
         for p in sorted([tree, *tree.rglob("*")]):
             arc = "." if p == tree else "./" + str(p.relative_to(tree))
             tf.add(p, arcname=arc, recursive=False, filter=_tar_filter)
@@ -164,7 +192,10 @@ def bos_raw_image(out: str | os.PathLike[str], *, size: int = 16 << 20, name: st
             out.unlink()
         with open(out, "wb") as f:
             f.truncate(size)
-        ext4.make(ext4.Target(out, 0, size, name=str(out)), tree, label=name[:16], timestamp=EPOCH)
+        ids = [str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"sanbos-demo-bos:{what}:{name}:{version}"))
+               for what in ("fs", "hash-seed")]
+        ext4.make(ext4.Target(out, 0, size, name=str(out)), tree, label=name[:16], timestamp=EPOCH,
+                  uuid=ids[0], hash_seed=ids[1])
     return out
 
 
@@ -197,6 +228,7 @@ def opp_deb(out_dir: str | os.PathLike[str], name: str, version: str = "1.0", *,
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
         for p in [root, *root.rglob("*")]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)     # dpkg-deb refuses a 0700 DEBIAN (umask 077)
             os.utime(p, (EPOCH, EPOCH), follow_symlinks=False)
         out = out_dir / f"{name}_{version}_all.deb"
         run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(out)],
@@ -219,8 +251,7 @@ def opp_tarball(out: str | os.PathLike[str], name: str, version: str = "1.0", *,
     summary = description or f"sanbos demo tarball OPP {name}"
     meta = (f'name = "{name}"\nversion = "{version}"\ndescription = "{summary}"\n'
             f'dependencies = [{", ".join(repr(d).replace(chr(39), chr(34)) for d in depends)}]\n')
-    mode = "w:gz" if out.name.endswith((".gz", ".tgz")) else "w"
-    with tarfile.open(out, mode, format=tarfile.PAX_FORMAT) as tf:
+    with _open_tar(out) as tf:
         for arc, data in (("sanbos-opp.toml", meta.encode()),
                           (f"var/lib/sanbos/opps/{name}", f"{version} {summary}\n".encode())):
             info = _tar_filter(tarfile.TarInfo(arc))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,25 @@ def test_demo_bos_banner_lists_installed_opps(demo, tmp_path):
     assert demoparts.BANNER in res.stdout, res.stdout + res.stderr
     assert f"{demoparts.OPP_BASE}: 1.0" in res.stdout and f"{demoparts.OPP_TOOLS}: 1.2" in res.stdout
     assert "SANBOS-BOS-READY" in res.stdout
+
+
+def test_demo_parts_are_reproducible(tmp_path):
+    """The demo BOS tarball (gzip, plain, xz), its raw ext4 image and the tarball OPP come out
+    byte for byte the same when built again later, elsewhere, under another umask."""
+    require_tool("mke2fs", "debugfs")
+
+    def build(d: Path) -> dict[str, str]:
+        d.mkdir()
+        made = [demoparts.bos_tarball(d / "bos.tar.gz"), demoparts.bos_tarball(d / "bos.tar"),
+                demoparts.bos_tarball(d / "bos.tar.xz"), demoparts.bos_raw_image(d / "bos.img"),
+                demoparts.opp_tarball(d / "opp.tar.gz", "sanbos-x", depends=["sanbos-demo-base"])]
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in made}
+
+    first = build(tmp_path / "1")
+    time.sleep(1.1)                             # other ctimes and gzip header times, if they leaked
+    old = os.umask(0o077)
+    try:
+        second = build(tmp_path / "2")
+    finally:
+        os.umask(old)
+    assert first == second

@@ -38,6 +38,7 @@ Every long function takes ``progress(message, fraction)``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -546,6 +547,63 @@ def _parts(disk_path: Path, disk_id: str) -> dict:
     return by
 
 
+def _data_runs(fd: int, start: int, length: int) -> list[tuple[int, int]]:
+    """The parts of ``[start, start+length)`` of an open file that may hold data
+    (``SEEK_DATA``/``SEEK_HOLE``); the whole range where that cannot be asked
+    (block devices, file systems without it)."""
+    end = start + length
+    runs: list[tuple[int, int]] = []
+    pos = start
+    try:
+        while pos < end:
+            try:
+                a = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == errno.ENXIO:   # no data after pos
+                    break
+                raise
+            if a >= end:
+                break
+            b = min(os.lseek(fd, a, os.SEEK_HOLE), end)
+            runs.append((a, b - a))
+            pos = b
+    except (OSError, AttributeError):
+        return [(start, length)]
+    return runs
+
+
+def _write_image(img: Path, d, offset: int) -> int:
+    """Write the image file ``img`` at ``offset`` of the open Disk ``d`` (no fsync); returns its size.
+
+    Only the image's data is copied (its holes are zeros); where the image has a
+    hole the disk is zeroed only if it holds anything there (a fresh LV on a
+    sparse image file holds nothing), so the result is byte for byte the image."""
+    size = img.stat().st_size
+    chunk = 4 << 20
+    buf = bytearray(chunk)
+    with open(img, "rb") as f:
+        fd = f.fileno()
+        pos = 0
+        for a, n in _data_runs(fd, 0, size) + [(size, 0)]:
+            if a > pos:   # a hole in the image: zero what the disk holds there
+                for da, dn in _data_runs(d.fd, offset + pos, a - pos):
+                    done = 0
+                    while done < dn:
+                        m = min(chunk, dn - done)
+                        if d.read(da + done, m).count(0) != m:
+                            d.write(da + done, bytes(m))
+                        done += m
+            done = 0
+            while done < n:
+                m = os.preadv(fd, [memoryview(buf)[:min(chunk, n - done)]], a + done)
+                if m <= 0:
+                    raise DiskError(f"{img}: short read at byte {a + done}")
+                d.write(offset + a + done, memoryview(buf)[:m])
+                done += m
+            pos = a + n
+    return size
+
+
 def write_boot_side(disk_id: str, disk_path: Path, vg_name: str, vg_uuid: str, boot_range: tuple[str, int, int],
                     kernel: Path, initrd: Path, *, progress: Progress = _noprogress,
                     bios: bool = True, uefi: bool = True) -> dict:
@@ -555,26 +613,45 @@ def write_boot_side(disk_id: str, disk_path: Path, vg_name: str, vg_uuid: str, b
     path, offset, length = boot_range
     cmdline = root_cmdline(vg_name, vg_uuid)
     parts = _parts(disk_path, disk_id)
-    with tempfile.TemporaryDirectory(prefix="sanbos-bosboot.") as tmp:
-        img = Path(tmp) / "boot.img"
-        progress(f"{disk_id}: building the boot image (kernel + root-VG initramfs)", None)
-        info = bootimage.build(kernel, initrd, cmdline, img, source=f"sanbos bosboot for {vg_name}", size=length)
-        data = img.read_bytes()
-    if len(data) > length:
-        raise SpaceError(f"{disk_id}: boot image ({len(data)} bytes) is larger than {vg_name}/{BOOT_LV} ({length} bytes)")
-    with Disk(path, writable=True, name=disk_id) as d:
-        d.write(offset, data)
-        d.fsync()
-    progress(f"{disk_id}: boot image written to {vg_name}/{BOOT_LV} ({human(len(data))})", None)
     dev = grub.lvm_device(vg_name, BOOT_LV)
+    copies = [grub.Copy(disk_id, dev)]
+
+    # GRUB's images (grub-mkimage, the slow part of the GRUB install) are built into grub's
+    # in-process cache while the boot image is built; an error there comes again from grub.install
+    def prebuild() -> None:
+        try:
+            grub.prebuild(copies, cmdline, this_disk=disk_id, bios=bios, uefi=uefi)
+        except SanbosError:
+            pass
+    pre = threading.Thread(target=prebuild, name="sanbos-grub-prebuild", daemon=True)
+    pre.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="sanbos-bosboot.") as tmp:
+            img = Path(tmp) / "boot.img"
+            progress(f"{disk_id}: building the boot image (kernel + root-VG initramfs)", None)
+            info = bootimage.build(kernel, initrd, cmdline, img, source=f"sanbos bosboot for {vg_name}", size=length)
+            size = img.stat().st_size
+            if size > length:
+                raise SpaceError(f"{disk_id}: boot image ({size} bytes) is larger than {vg_name}/{BOOT_LV} "
+                                 f"({length} bytes)")
+            with Disk(path, writable=True, name=disk_id) as d:
+                _write_image(img, d, offset)
+                # with BIOS GRUB next, its install flushes this file (the boot image with it)
+                # before the MBR is pointed at GRUB: no flush of its own needed here
+                if not bios:
+                    d.fsync()
+    finally:
+        pre.join()
+    progress(f"{disk_id}: boot image written to {vg_name}/{BOOT_LV} ({human(size)})", None)
     cfgs = grub.install(disk_path, grub.DiskParts(parts["bios_grub"].start, parts["bios_grub"].size,
                                                   parts["esp"].start, parts["esp"].size),
-                        [grub.Copy(disk_id, dev)], cmdline, name=disk_id, this_disk=disk_id, bios=bios, uefi=uefi)
+                        copies, cmdline, name=disk_id, this_disk=disk_id, bios=bios, uefi=uefi)
     progress(f"{disk_id}: GRUB installed ({', '.join(cfgs)})", None)
-    return boot_record(disk_id, disk_path, parts, info.manifest, len(data), data)
+    return boot_record(disk_id, disk_path, parts, info.manifest, size)
 
 
-def boot_record(disk_id: str, disk_path: Path, parts: dict, manifest: dict, image_size: int, image: bytes) -> dict:
+def boot_record(disk_id: str, disk_path: Path, parts: dict, manifest: dict, image_size: int,
+                image: bytes | None = None) -> dict:
     """Checksums of everything on the boot side, as ``/var/lib/sanbos/boot.json`` keeps them."""
     from . import grub
     from .disk import Disk

@@ -896,6 +896,11 @@ def _file_runs(t: ext4.Target, path: str, size: int) -> list[tuple[int | None, i
     return out
 
 
+#: the BOS tarball goes from the repository leg to tar -x in chunks of this size, through this many
+#: reused buffers (read, hashed in a second thread, written into the pipe)
+_STREAM_CHUNK = 1 << 20
+_STREAM_BUFFERS = 8
+
 TAR_X = ["--numeric-owner", "--same-permissions", "--same-owner" if os.geteuid() == 0 else "--no-same-owner"]
 _TAR_Z = {"gzip": ["-z"], "xz": ["-J"], "bzip2": ["-j"], "zstd": ["--zstd"], "none": [], "": []}
 
@@ -1015,21 +1020,26 @@ def _install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
             staging = tmp / "root"
             staging.mkdir()
             os.chmod(staging, 0o755)
-            # 1. fetch what we need from the repository (before touching the target)
+            # 1. fetch what we need from the repository (before touching the target); the OPP
+            # images and their control fields (one dpkg-deb each) are read in a second thread
+            # while the BOS is unpacked
             debs = tmp / "opps"
             debs.mkdir()
-            files = [(o, src.fetch_opp(o.name, debs)) for o in plan.opps]
-            progress(f"{len(files)} OPP image(s) read from {src.where}", 0.08)
-            # the packages' control fields (one dpkg-deb each) are read while the BOS is unpacked
             from concurrent.futures import ThreadPoolExecutor
-            fields_pool = ThreadPoolExecutor(max_workers=1)
-            jobs.callback(fields_pool.shutdown, wait=True, cancel_futures=True)   # before tmp goes
-            fields_jobs = {f: fields_pool.submit(_deb_fields, f) for _, f in files if _is_deb(f)}
+            opp_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sanbos-opps")
+            jobs.callback(opp_pool.shutdown, wait=True, cancel_futures=True)   # before tmp goes
 
-            def unpack(f: Path) -> dict:
-                job = fields_jobs.get(f)
-                return unpack_opp(f, staging, source=f"{from_vg}:{f.name}",
-                                  fields=job.result() if job is not None else None)
+            def fetch_opps() -> list[tuple[OppChoice, Path, dict | None]]:
+                out = []
+                for o in plan.opps:
+                    f = src.fetch_opp(o.name, debs)
+                    out.append((o, f, _deb_fields(f) if _is_deb(f) else None))
+                return out
+            fetch_job = opp_pool.submit(fetch_opps)
+
+            def unpack_opps(files) -> list[dict]:
+                return [unpack_opp(f, staging, source=f"{from_vg}:{f.name}", fields=fields)
+                        for _o, f, fields in files]
             if plan.bos_format == "tarball" and hasattr(src, "bos_tar_into"):
                 progress(f"BOS {plan.bos}: unpacking the tarball (streamed from the repository, checked)", 0.12)
                 src.bos_tar_into(plan.bos_ref, staging)
@@ -1040,9 +1050,16 @@ def _install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
                     what=f"tar -x of BOS {plan.bos}")
                 if tmp in tarball.parents:
                     tarball.unlink()
+            files = fetch_job.result()
+            progress(f"{len(files)} OPP image(s) read from {src.where}", 0.2)
             kparts = kernel_for(staging if plan.bos_format == "tarball" else None, progress)
+            # the OPPs go into the staging tree (over the BOS's files) while the initramfs is
+            # built; not while the root VG is made: a child forked for dpkg-deb holds copies of
+            # our descriptors until it execs, and would be seen as another user of the target
+            unpack_job = opp_pool.submit(unpack_opps, files)
             initrd = build_root_initrd(kparts, tmp / "initrd.img")
-            progress("root-VG initramfs built", 0.25)
+            records = unpack_job.result()
+            progress(f"root-VG initramfs built; {len(records)} OPP(s) unpacked", 0.25)
             # 2. the target: GPT + root VG + LVs
             progress(f"{tgt.id}: writing GPT and creating VG {root_vg}", 0.3)
             _state["writing"] = tgt.id
@@ -1068,10 +1085,7 @@ def _install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
                                        bootdir / KERNEL_PATH.lstrip("/"), bootdir / INITRD_PATH.lstrip("/"),
                                        progress=progress, bios=bios, uefi=uefi)
                 try:
-                    records = []
                     if plan.bos_format == "tarball":
-                        for o, f in files:
-                            records.append(unpack(f))
                         _place_boot_files(staging, kparts.vmlinuz, initrd)
                         _write_install_record(staging, plan, vg_uuid, records)
                         progress(f"{root_vg}/{ROOT_LV}: mke2fs -d ({human(plan.root_lv_size)})", 0.45)
@@ -1092,11 +1106,15 @@ def _install(from_vg: str, bos: str, target: str, opps: Sequence[str] = (), *,
                         _copy_range((str(work), 0), (str(root_t.path), root_t.offset), root_t.size,
                                     progress=progress, what=f"{root_vg}/{ROOT_LV}", dst_zero=True)
                         work.unlink()
-                        for o, f in files:
-                            records.append(unpack(f))
                         _place_boot_files(staging, kparts.vmlinuz, initrd)
                         _write_install_record(staging, plan, vg_uuid, records)
                         copy_tree_into(root_t, staging, progress=progress)
+                    # the staging tree is no longer needed: it goes while the boot side and the
+                    # check finish (joined before the install returns or the temporary directory goes)
+                    cleanup = threading.Thread(target=shutil.rmtree, args=(staging,), kwargs={"ignore_errors": True},
+                                               name="sanbos-staging-rm", daemon=True)
+                    cleanup.start()
+                    jobs.callback(cleanup.join)
                     progress(f"{root_vg}/{ROOT_LV}: BOS and {len(records)} OPP(s) in place", 0.7)
                     boot = boot_job.result()
                 finally:
@@ -1267,31 +1285,55 @@ class RepoSource(Source):
                 pass
             # every chunk is hashed in a second thread while the next one goes down the pipe
             # (hashlib and pipe writes both release the GIL): tar is never kept waiting for the hash;
-            # the hash still covers every byte tar was given before the result is trusted
-            hq: queue.Queue = queue.Queue(maxsize=4)
+            # the hash still covers every byte tar was given before the result is trusted.
+            # The chunks are read from the leg into a few reused buffers (no new 4 MiB object
+            # per chunk); a buffer goes back to the free list once it is hashed, and is only
+            # taken again after the main thread has written it into the pipe
+            chunk = _STREAM_CHUNK
+            free: queue.Queue = queue.Queue()
+            for _ in range(_STREAM_BUFFERS):
+                free.put(bytearray(chunk))
+            hq: queue.Queue = queue.Queue()
 
             def hasher() -> None:
-                while (c := hq.get()) is not None:
-                    h.update(c)
+                while (item := hq.get()) is not None:
+                    buf, n = item
+                    h.update(memoryview(buf)[:n])
+                    free.put(buf)
             ht = threading.Thread(target=hasher, name="sanbos-bos-sha256", daemon=True)
             ht.start()
+            wfd = pipe.stdin.fileno()
             try:
                 fd = os.open(leg.target.path, os.O_RDONLY)
                 try:
                     for off, length in runs:
                         pos = 0
                         while pos < length:
-                            n = min(4 << 20, length - pos)
-                            chunk = bytes(n) if off is None else os.pread(fd, n, off + pos)
-                            if not chunk:
-                                raise DiskError(f"{leg.label}: short read at byte {off + pos}")
-                            hq.put(chunk)
-                            pipe.stdin.write(chunk)
-                            pos += len(chunk)
+                            n = min(chunk, length - pos)
+                            buf = free.get()
+                            view = memoryview(buf)[:n]
+                            if off is None:   # a hole in the file: zeros
+                                view[:] = bytes(n)
+                            else:
+                                got = 0
+                                while got < n:
+                                    m = os.preadv(fd, [view[got:]], off + pos + got)
+                                    if m <= 0:
+                                        raise DiskError(f"{leg.label}: short read at byte {off + pos + got}")
+                                    got += m
+                            hq.put((buf, n))
+                            done = 0
+                            while done < n:
+                                done += os.write(wfd, view[done:])
+                            pos += n
                 finally:
                     os.close(fd)
             except BrokenPipeError:
                 pass
+            except BaseException:
+                pipe.kill()
+                pipe.wait()
+                raise
             finally:
                 hq.put(None)
                 ht.join()

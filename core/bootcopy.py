@@ -375,7 +375,8 @@ def _install_grub(vgo: vgmod.VolumeGroup, rec: Record, cmdline: str, progress: P
     todo = _grub_plan(vgo, rec, only)
     for i, (ref, copies) in enumerate(todo):
         progress(f"installing GRUB on {ref.id}", base + span * i / max(len(todo), 1))
-        grub.install(ref.path, _partitions(ref), copies, cmdline, name=ref.id, this_disk=ref.id)
+        grub.install(ref.path, _partitions(ref), copies, cmdline, name=ref.id, this_disk=ref.id,
+                     handover=True)
         done.append(f"GRUB (BIOS + UEFI) installed on {ref.id}")
     progress("GRUB installed", base + span)
     return done
@@ -420,7 +421,7 @@ class _Prebuild:
                     return
                 ref, copies = self.todo.pop(0)
             try:
-                grub.prebuild(copies, self.cmdline, this_disk=ref.id)
+                grub.prebuild(copies, self.cmdline, this_disk=ref.id, handover=True)
             except Exception:  # noqa: BLE001 - install builds (and reports) it again
                 self.failed = True
 
@@ -434,7 +435,8 @@ def _prebuild_grub(vgo: vgmod.VolumeGroup, rec: Record, cmdline: str) -> _Prebui
 
 
 def _grub_state(ref: DiskRef, own_device: str) -> tuple[bool, bool]:
-    """(BIOS GRUB in place, UEFI GRUB in place and made for this disk's own copy)."""
+    """(BIOS GRUB in place, UEFI GRUB in place and made for this disk: its own copy first, and
+    its ESP's FAT volume ID the one its script hands over from, ``grub.volume_id(disk id)``)."""
     try:
         parts = _partitions(ref)
         bios = grub.read_bios(ref.path, parts.bios_start)["grub_boot"]
@@ -445,6 +447,11 @@ def _grub_state(ref: DiskRef, own_device: str) -> tuple[bool, bool]:
         # the EFI image's memdisk is stored uncompressed: its script must try this disk's copy first
         first = efi.find(b"hashsum --hash sha256 --check (")
         uefi = first >= 0 and efi[first:first + 200].find(f"({own_device})/".encode()) > 0
+        # the UEFI handover finds this disk's ESP by that ID: a disk without it (or with an ESP
+        # copied from another disk) would not hand over, or would hand over from the wrong place
+        vid = grub.volume_id(ref.id)
+        uefi = (uefi and grub.read_volume_id(ref.path, parts.esp_start) == vid
+                and f'"$sanbos_id" = "{grub.fs_uuid(vid)}"'.encode() in efi)
     except SanbosError:
         uefi = False
     return bool(bios), uefi

@@ -21,10 +21,23 @@ early config ``configfile (memdisk)/grub.cfg`` so the normal parser (with
 ``if``) runs it under BIOS and UEFI alike.  The generated script boots the
 copy on the disk's own PV first after ``hashsum --check`` against the copy's
 ``SHA256SUMS``, and falls back to the other copies in the recorded order.
+
+UEFI failover past a disk whose GRUB finds no good copy (``handover``): GRUB
+2.06's ``exit`` returns EFI_SUCCESS, and OVMF (edk2 2022.11) then starts its
+boot manager menu, not the next boot option.  So the UEFI script of a boot
+disk made with ``handover`` hands over itself: its ESP gets a FAT volume ID
+derived from the disk ID (``volume_id``, ``mkfs.fat -i``) that the script
+knows; the script finds the highest-numbered ``(hdN,gpt2)`` carrying that ID
+(its own ESP) and chainloads ``EFI/BOOT/BOOTX64.EFI`` from the first ESP
+after it (``hd0``..``hd{HANDOVER_DISKS - 1}``, numeric order).  Every
+handover goes to a strictly higher disk number than the disk that was
+loaded, so a chain of handovers ends; only when no later loader is left
+does it ``exit`` to the firmware.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -46,9 +59,16 @@ PLATFORMS = ("i386-pc", "x86_64-efi")
 COMMON_MODULES = ["part_gpt", "part_msdos", "lvm", "diskfilter", "ext2", "linux", "normal", "echo",
                   "hashsum", "gcry_sha256", "test", "serial", "terminal", "memdisk", "tar", "configfile",
                   "sleep", "halt", "reboot", "ls", "cat", "true"]
-# x86_64-efi: minicmd holds ``exit`` (command.lst), which the UEFI config ends with; the EFI image has no
-# module directory to load anything from later, so every command the config uses must be built in
-PLATFORM_MODULES = {"i386-pc": ["biosdisk"], "x86_64-efi": ["fat", "efi_gop", "minicmd"]}
+# x86_64-efi: minicmd holds ``exit`` (command.lst), which the UEFI config ends with, ``probe`` finds the
+# disk's own ESP by its FAT volume ID and ``chain`` holds ``chainloader`` (the handover to the next disk's
+# loader); the EFI image has no module directory to load anything from later, so every command the config
+# uses must be built in
+PLATFORM_MODULES = {"i386-pc": ["biosdisk"], "x86_64-efi": ["fat", "efi_gop", "minicmd", "probe", "chain"]}
+#: the UEFI handover looks at (hd0,gpt2) .. (hdN-1,gpt2), in numeric order
+HANDOVER_DISKS = 32
+#: where the ESP is in the install-VG layout (GRUB's name) and the loader every firmware tries on it
+ESP_PART = "gpt2"
+ESP_LOADER = "/EFI/BOOT/BOOTX64.EFI"
 #: commands GRUB's kernel itself registers (kern/corecmd.c): not in command.lst
 KERNEL_COMMANDS = {"set", "unset", "insmod", "ls"}
 #: words the normal parser reads as script syntax, not commands
@@ -88,19 +108,90 @@ def _check_word(what: str, s: str) -> None:
         raise UsageError(f"{what} {s!r}: only letters, digits and . _ : / + = , @ - can go into a GRUB script")
 
 
+def volume_id(disk_id: str) -> str:
+    """The FAT volume ID (8 hex digits, for ``mkfs.fat -i``) of the ESP of boot disk ``disk_id``.
+
+    Deterministic, and digits only, so GRUB's ``XXXX-XXXX`` spelling of it
+    (:func:`fs_uuid`) is the same whichever letter case a GRUB version uses.
+    """
+    n = int.from_bytes(hashlib.sha256(b"sanbos-esp:" + disk_id.encode()).digest()[:8], "big") % 10 ** 8
+    return f"{n or 1:08d}"
+
+
+def fs_uuid(vol_id: str) -> str:
+    """GRUB's name for a FAT volume ID (what ``probe --fs-uuid`` sets): ``1234-5678``."""
+    return f"{vol_id[:4]}-{vol_id[4:]}".lower()
+
+
+def read_volume_id(disk: str | os.PathLike[str], part_start: int) -> str:
+    """The volume ID in the FAT16 boot sector of the ESP at ``part_start`` (8 hex digits)."""
+    with Disk(disk) as d:
+        bs = d.read(part_start, SECTOR)
+    if bs[510:512] != b"\x55\xaa" or bs[0x26] != 0x29:
+        raise FormatError(f"{disk}: no FAT16 boot sector with a volume ID at byte {part_start}")
+    vid, = struct.unpack_from("<I", bs, 0x27)
+    return f"{vid:08x}"
+
+
+def _handover(esp_id: str) -> list[str]:
+    """UEFI: chainload the loader on the first ESP after this disk's own, else ``exit``."""
+    uuid = fs_uuid(esp_id)
+    disks = " ".join(str(n) for n in range(HANDOVER_DISKS))
+    esp = f"(hd$n,{ESP_PART})"
+    return [
+        "# no good copy: hand over to the loader on the next disk's ESP, only ever to a higher hd number",
+        f"# than this disk's own ESP (FAT volume ID {uuid}; the last disk carrying it), so a chain ends",
+        "set sanbos_own=",
+        f"for n in {disks}; do",
+        f"  if [ -f {esp}{ESP_LOADER} ]; then",
+        "    set sanbos_id=",
+        f"    probe --set=sanbos_id --fs-uuid {esp}",
+        f'    if [ "$sanbos_id" = "{uuid}" ]; then set sanbos_own=$n; fi',
+        "  fi",
+        "done",
+        'if [ -z "$sanbos_own" ]; then',
+        f'  echo "sanbos: this disk\'s ESP (FAT volume ID {uuid}) is not among (hd0,{ESP_PART})..'
+        f'(hd{HANDOVER_DISKS - 1},{ESP_PART}); no handover"',
+        "else",
+        f"  for n in {disks}; do",
+        "    if [ $n -gt $sanbos_own ]; then",
+        f"      if [ -f {esp}{ESP_LOADER} ]; then",
+        f'        echo "sanbos: no good boot copy on this disk\'s list; handing over to the loader on {esp}"',
+        # chainloader takes the device path it gives the loaded image from $root, not from its
+        # file name argument ("error: not a valid root device" with root=(memdisk))
+        f"        set root={esp}",
+        f"        if chainloader {esp}{ESP_LOADER}; then",
+        "          boot",
+        # the loader ran and came back: a sanbos GRUB there has already tried every disk after it
+        f'          echo "sanbos: the loader on {esp} returned; returning to the firmware"',
+        "          sleep 2",
+        "          exit",
+        "        fi",
+        f'        echo "sanbos: cannot load the loader on {esp}; trying the next disk"',
+        "      fi",
+        "    fi",
+        "  done",
+        "fi",
+        'echo "sanbos: no good boot copy on this disk\'s list and no later disk\'s loader; returning to the firmware"',
+    ]
+
+
 def config(copies: Sequence[Copy], cmdline: str, *, platform: str = "i386-pc", this_disk: str = "",
-           title: str = "sanbos maintenance boot") -> str:
+           title: str = "sanbos maintenance boot", esp_id: str = "") -> str:
     """The grub.cfg of one boot disk: try ``copies`` in order (its own first).
 
     For each copy: if its SHA256SUMS exists and ``hashsum --check`` passes,
     boot its kernel with ``cmdline sanbos.copy=<disk id>``; else say why and
-    go on.  When no copy is good, UEFI returns to the firmware (``exit``,
-    from the ``minicmd`` module); BIOS stops at the GRUB prompt.  GRUB 2.06's
+    go on.  When no copy is good, BIOS stops at the GRUB prompt; UEFI returns
+    to the firmware (``exit``, from the ``minicmd`` module).  GRUB 2.06's
     ``exit`` returns EFI_SUCCESS, and by UEFI 2.x section 3.1.1 a firmware
     with a boot manager menu may then show that menu instead of trying its
     next boot entry: OVMF (edk2 2022.11) does exactly that (it starts
-    "UiApp"), so under OVMF this is no failover to the next disk
-    (tests/test_boot_qemu.py proves both halves).
+    "UiApp").  So with ``esp_id`` (the volume ID of this disk's own ESP, see
+    :func:`volume_id`) the UEFI script first hands over to the loader on the
+    next disk's ESP (``chainloader`` + ``boot``, only to disks numbered after
+    its own ESP) and exits only when there is none; tests/test_boot_qemu.py
+    proves both under OVMF.  Without ``esp_id`` it exits at once.
     """
     if platform not in PLATFORMS:
         raise UsageError(f"GRUB platform {platform!r}: choose one of {', '.join(PLATFORMS)}")
@@ -140,7 +231,12 @@ def config(copies: Sequence[Copy], cmdline: str, *, platform: str = "i386-pc", t
             f'  echo "sanbos: copy {i} on disk {c.disk_id} is missing; trying the next copy"',
             "fi",
         ]
-    lines.append('echo "sanbos: no good boot copy on any disk"')
+    if platform == "x86_64-efi" and esp_id:
+        if not re.fullmatch(r"[0-9a-fA-F]{8}", esp_id):
+            raise UsageError(f"ESP volume ID {esp_id!r}: 8 hex digits")
+        lines += _handover(esp_id)
+    else:
+        lines.append('echo "sanbos: no good boot copy on any disk"')
     if platform == "x86_64-efi":
         lines += ["sleep 2", "exit"]
     return "\n".join(lines) + "\n"
@@ -157,11 +253,15 @@ def commands(cfg: str) -> list[str]:
         lex.whitespace_split = True
         lex.commenters = ""
         first = True
+        header = False     # "for VAR in WORDS": no command until the ";" before "do"
         for tok in lex:
             if tok == ";":
-                first = True
+                first, header = True, False
                 continue
-            if not first:
+            if not first or header:
+                continue
+            if tok == "for":
+                header = True
                 continue
             if tok in SCRIPT_KEYWORDS:
                 continue       # "if [ ... ]": the command after the keyword
@@ -270,14 +370,24 @@ def _modules_stamp(moddir: Path) -> tuple:
     return (d.st_mtime_ns, k.st_mtime_ns, k.st_size, k.st_ino)
 
 
+def _esp_id(this_disk: str, name: str | None, handover: bool) -> str:
+    if not handover:
+        return ""
+    if not (this_disk or name):
+        raise UsageError("a GRUB install with the UEFI handover needs the disk's ID (this_disk)")
+    return volume_id(this_disk or str(name))
+
+
 def prebuild(copies: Sequence[Copy], cmdline: str, *, this_disk: str = "", bios: bool = True,
-             uefi: bool = True) -> None:
+             uefi: bool = True, handover: bool = False) -> None:
     """Build (into the cache) the images ``install`` will need for this disk, e.g. in a second
     thread while the boot copies are still being written; errors surface again in ``install``."""
+    esp_id = _esp_id(this_disk, None, handover)
     with tempfile.TemporaryDirectory(prefix="sanbos-grubpre.") as tmp:
         for platform, wanted, name in (("i386-pc", bios, "core.img"), ("x86_64-efi", uefi, "BOOTX64.EFI")):
             if wanted:
-                mkimage(platform, config(copies, cmdline, platform=platform, this_disk=this_disk),
+                mkimage(platform, config(copies, cmdline, platform=platform, this_disk=this_disk,
+                                         esp_id=esp_id if platform == "x86_64-efi" else ""),
                         Path(tmp) / name)
 
 
@@ -403,11 +513,15 @@ class DiskParts:
 
 
 def install(disk: str | os.PathLike[str], parts: DiskParts, copies: Sequence[Copy], cmdline: str, *,
-            name: str | None = None, this_disk: str = "", bios: bool = True, uefi: bool = True) -> dict:
+            name: str | None = None, this_disk: str = "", bios: bool = True, uefi: bool = True,
+            handover: bool = False) -> dict:
     """Build this disk's GRUB images and install them (BIOS and/or UEFI).
 
-    Returns the generated configs by platform.
+    ``handover``: the ESP gets the volume ID ``volume_id(this_disk)`` and the
+    UEFI script hands over to the next disk's loader when no copy is good
+    (see :func:`config`).  Returns the generated configs by platform.
     """
+    esp_id = _esp_id(this_disk, name, handover)
     cfgs = {}
     with tempfile.TemporaryDirectory(prefix="sanbos-grubinst.") as tmp:
         if bios:
@@ -416,9 +530,9 @@ def install(disk: str | os.PathLike[str], parts: DiskParts, copies: Sequence[Cop
             install_bios(disk, core, parts.bios_start, parts.bios_size, name=name)
             cfgs["i386-pc"] = cfg
         if uefi:
-            cfg = config(copies, cmdline, platform="x86_64-efi", this_disk=this_disk)
+            cfg = config(copies, cmdline, platform="x86_64-efi", this_disk=this_disk, esp_id=esp_id)
             efi = mkimage("x86_64-efi", cfg, Path(tmp) / "BOOTX64.EFI")
-            install_esp(disk, efi, parts.esp_start, parts.esp_size, name=name)
+            install_esp(disk, efi, parts.esp_start, parts.esp_size, name=name, volume_id=esp_id or None)
             cfgs["x86_64-efi"] = cfg
     return cfgs
 

@@ -47,6 +47,33 @@ def test_config_own_copy_first_then_fallbacks():
         grub.config([], "quiet")
 
 
+def test_uefi_handover_config():
+    copies = [grub.Copy("naa.1", "lvm/vg-bootlv_rimage_0"), grub.Copy("naa.2", "lvm/vg-bootlv_rimage_1")]
+    vid = grub.volume_id("naa.1")
+    assert vid == grub.volume_id("naa.1") != grub.volume_id("naa.2")
+    assert len(vid) == 8 and vid.isdigit()          # GRUB's spelling of it has no letter case
+    assert grub.fs_uuid(vid) == f"{vid[:4]}-{vid[4:]}"
+    cfg = grub.config(copies, "quiet", platform="x86_64-efi", this_disk="naa.1", esp_id=vid)
+    lines = [l.strip() for l in cfg.splitlines()]
+    assert lines[-1] == "exit" and lines.index("exit") > lines.index("boot")
+    # every copy is tried before the handover
+    assert max(i for i, l in enumerate(lines) if l.startswith("linux ")) < lines.index("set sanbos_own=")
+    assert f'if [ "$sanbos_id" = "{grub.fs_uuid(vid)}" ]; then set sanbos_own=$n; fi' in lines
+    assert "if [ $n -gt $sanbos_own ]; then" in lines     # only disks after its own ESP
+    assert lines.index("set root=(hd$n,gpt2)") + 1 == lines.index(
+        "if chainloader (hd$n,gpt2)/EFI/BOOT/BOOTX64.EFI; then")
+    loop = next(l for l in lines if l.startswith("for n in "))
+    assert loop == "for n in " + " ".join(map(str, range(grub.HANDOVER_DISKS))) + "; do"
+    assert grub.commands(cfg)[-5:] == ["boot", "probe", "chainloader", "sleep", "exit"]
+    assert "n" not in grub.commands(cfg)                 # "for n in ...": no command "n"
+    # BIOS: unchanged by the ESP ID; UEFI without it: exit at once, as before
+    assert grub.config(copies, "quiet", esp_id=vid) == grub.config(copies, "quiet")
+    plain = grub.config(copies, "quiet", platform="x86_64-efi")
+    assert "chainloader" not in plain and plain.endswith('no good boot copy on any disk"\nsleep 2\nexit\n')
+    with pytest.raises(UsageError):
+        grub.config(copies, "quiet", platform="x86_64-efi", esp_id="12; boot")
+
+
 def test_mkimage_both_platforms(tmp_path):
     require_tool("grub-mkimage")
     cfg = grub.config([grub.Copy("naa.1", "lvm/vg-bootlv")], "quiet")
@@ -100,6 +127,10 @@ def test_esp_is_clean_fat_with_bootx64(vg4, loopdev):
         assert clean, out
         data = grub.esp_read(ref.path, esp.start)
         assert data[:2] == b"MZ" and ref.id.encode() in data
+        # bootcopy installs with the UEFI handover: the ESP's FAT volume ID is the disk's, and its
+        # script looks for it
+        assert grub.read_volume_id(ref.path, esp.start) == grub.volume_id(ref.id)
+        assert f'"$sanbos_id" = "{grub.fs_uuid(grub.volume_id(ref.id))}"'.encode() in data
     # and through an offset loop device, as an operator would
     ref = vg4["refs"][1]
     esp = partitions(ref.path)["esp"]

@@ -1,8 +1,9 @@
 """Boot proofs under QEMU (TCG): every boot disk of a 4-disk install VG boots its own copy,
 BIOS (SeaBIOS) and UEFI (OVMF); a corrupt copy falls back to the next; a blank disk is skipped
 (by OVMF: SeaBIOS only ever tries the first hard disk of its boot order); under OVMF a disk whose
-GRUB finds no good copy runs GRUB's ``exit`` (built in: minicmd) back to the firmware, which starts
-its boot manager menu (UiApp), not the next disk: that failover is an xfail (strict), on purpose."""
+GRUB finds no good copy hands over to the loader on the next disk's ESP (``chainloader``: GRUB
+2.06's ``exit`` would return to the firmware, which starts its boot manager menu, UiApp, not the
+next disk), and only with no later disk left runs ``exit`` (built in: minicmd) to the firmware."""
 
 from __future__ import annotations
 
@@ -104,12 +105,14 @@ def test_corrupt_copy_falls_back_and_blank_first_disk_is_skipped(vg4):
     assert "failed to load Boot" in empty.log   # OVMF tried the blank disk first
 
 
-def _corrupt_copy1(vg4, dest: Path) -> Path:
-    """A copy of disk 1 whose boot copy (leg 0) has one byte of the kernel changed."""
+def _corrupt_copy1(vg4, dest: Path, k: int = 0) -> Path:
+    """A copy of disk ``k + 1`` (default disk 1) whose boot copy (leg ``k``) has one byte of the
+    kernel changed."""
     image, refs = vg4["image"], vg4["refs"]
-    bad = sparse_copy(Path(vg4["fabric"].luns[0].path), dest)
+    bad = sparse_copy(Path(vg4["fabric"].luns[k].path), dest)
     kernel = ext4.read_file(ext4.Target(image, 0, image.stat().st_size), "/vmlinuz")
-    _, off, _ = leg_range(refs, 0)
+    path, off, _ = leg_range(refs, k)
+    assert Path(path) == Path(vg4["fabric"].luns[k].path)
     with open(bad, "rb") as f:
         f.seek(off)
         data = f.read(image.stat().st_size)
@@ -123,23 +126,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;?=]*[A-Za-z]")
 _FIRMWARE_AGAIN = re.compile(r'BdsDxe: starting Boot[0-9A-F]{4} "([^"]*)"')
 
 
-@pytest.fixture(scope="module")
-def uefi_no_good_copy(vg4):
-    """One OVMF boot: boot disk 1 = disk 1 of the 4-disk VG alone with its copy corrupt (its GRUB
-    reaches no good copy: copies 2-4 are on disks not attached); boot disk 2 = the only boot disk
-    of another install VG (another VG name, so disk 1's GRUB cannot take its LVs for its own)."""
-    require_tool(str(qemu.OVMF))
-    d, luns = vg4["dir"], vg4["fabric"].luns
-    bad1 = _corrupt_copy1(vg4, d / "disk1-corrupt-alone.img")
-    other = fab.create(d / "other-fabric", 1, DISK_SIZE)
-    orefs = [DiskRef(l.wwn, l.path) for l in other.luns]
-    vgmod.create("other-vg", orefs)
-    rep = bootcopy.mirror("other-vg", orefs, vg4["image"])
-    assert rep.ok, str(rep)
-    olun = other.luns[0]
-    drives = [qemu.Drive(str(bad1), serial=luns[0].serial, bootindex=1, readonly=True),
-              qemu.Drive(olun.path, serial=olun.serial, bootindex=2, readonly=True)]
-    log = d / "uefi-failover.log"
+def _uefi_boot_or_menu(drives: list[qemu.Drive], log: Path) -> dict:
+    """One OVMF boot that ends at a sanbos banner or at the firmware's boot manager menu (UiApp)."""
     # GRUB's EFI linux loader needs >= 512 MiB (said explicitly, whatever the default becomes)
     opts = qemu.Options(firmware="uefi", memory=512)
     either = re.compile(bootimage.BANNER_RE.pattern + r'|BdsDxe: starting Boot[0-9A-F]{4} "UiApp"')
@@ -147,50 +135,141 @@ def uefi_no_good_copy(vg4):
         res = m.wait_for(either, TIMEOUT)
         first = res.seconds
         if res.matched and not bootimage.BANNER_RE.search(res.log):
-            # the firmware went to its menu: give a later move to disk 2 a fair chance to show
+            # the firmware went to its menu: give a later move to another disk a fair chance to show
             later = m.wait_for(bootimage.BANNER_RE, 20)
             res = qemu.Result(later.matched, later.exited, later.returncode, later.seconds, later.log)
     text = _ANSI.sub("", res.log).replace("\r", "")
     print(f"{log.name}: uefi: {res.log and (_FIRMWARE_AGAIN.findall(text) or ['?'])[-1]} started after "
           f"{first:.1f} s; {'banner' if bootimage.BANNER_RE.search(text) else 'no banner'} by {res.seconds:.1f} s")
-    return {"text": text, "res": res, "disk1": luns[0].wwn, "disk2": olun.wwn, "log": log}
+    return {"text": text, "res": res}
 
 
-def test_uefi_no_good_copy_grub_exits_to_the_firmware(uefi_no_good_copy):
-    """The UEFI image has what its config runs: GRUB reports no good copy, 'exit' is a known
-    command (minicmd built in), and control goes back to the firmware's boot manager."""
-    r = uefi_no_good_copy
-    text, d1 = r["text"], r["disk1"]
+def _disk1_alone_drive(vg4, name: str) -> qemu.Drive:
+    """Disk 1 of the 4-disk VG with its copy corrupt: its GRUB reaches no good copy (copies 2-4 are
+    on disks not attached)."""
+    lun = vg4["fabric"].luns[0]
+    return qemu.Drive(str(_corrupt_copy1(vg4, vg4["dir"] / name)), serial=lun.serial, bootindex=1,
+                      readonly=True)
+
+
+def _assert_disk1_found_no_good_copy(text: str, d1: str, missing=(2, 3, 4)) -> int:
+    """Disk 1's GRUB ran, found every copy corrupt or missing, booted nothing and ran no command its
+    image lacks; returns where its 'no good boot copy' report starts."""
     assert f"GRUB on disk {d1} (x86_64-efi)" in text, f"disk 1's GRUB did not run:\n{text[-2000:]}"
     assert f"copy 1 on disk {d1} is corrupt" in text
-    for n in (2, 3, 4):
+    for n in missing:
         assert re.search(rf"copy {n} on disk \S+ is missing", text), f"copy {n} not reported missing"
-    nogood = text.find("sanbos: no good boot copy on any disk")
+    nogood = text.find("sanbos: no good boot copy on this disk's list")
     assert nogood > 0, f"no 'no good boot copy' message:\n{text[-2000:]}"
     # GRUB 2.06's normal parser says "error: can't find command `exit'." (seen with the image built
     # without minicmd: GRUB then stays at its prompt); "unknown command" is the rescue parser's wording
     for lacking in ("can't find command", "unknown command"):
         assert lacking not in text, f"GRUB ran a command its image lacks:\n{text[nogood - 200:nogood + 1500]}"
-    assert "grub>" not in text[nogood:]
     assert "sanbos: booting copy" not in text[:nogood]   # disk 1's GRUB booted nothing
+    return nogood
+
+
+@pytest.fixture(scope="module")
+def uefi_handover(vg4):
+    """One OVMF boot: boot disk 1 = disk 1 of the 4-disk VG alone with its copy corrupt; boot disk
+    2 = the only boot disk of another install VG (another VG name, so disk 1's GRUB cannot take its
+    LVs for its own)."""
+    require_tool(str(qemu.OVMF))
+    d, luns = vg4["dir"], vg4["fabric"].luns
+    other = fab.create(d / "other-fabric", 1, DISK_SIZE)
+    orefs = [DiskRef(l.wwn, l.path) for l in other.luns]
+    vgmod.create("other-vg", orefs)
+    rep = bootcopy.mirror("other-vg", orefs, vg4["image"])
+    assert rep.ok, str(rep)
+    olun = other.luns[0]
+    drives = [_disk1_alone_drive(vg4, "disk1-corrupt-handover.img"),
+              qemu.Drive(olun.path, serial=olun.serial, bootindex=2, readonly=True)]
+    r = _uefi_boot_or_menu(drives, d / "uefi-handover.log")
+    return r | {"disk1": luns[0].wwn, "disk2": olun.wwn}
+
+
+@pytest.fixture(scope="module")
+def uefi_no_later_disk(vg4):
+    """One OVMF boot with disk 1 (copy corrupt) the only disk attached."""
+    require_tool(str(qemu.OVMF))
+    r = _uefi_boot_or_menu([_disk1_alone_drive(vg4, "disk1-corrupt-alone.img")], vg4["dir"] / "uefi-no-later.log")
+    return r | {"disk1": vg4["fabric"].luns[0].wwn}
+
+
+@pytest.fixture(scope="module")
+def uefi_two_without_good_copy(vg4):
+    """One OVMF boot: disks 1 and 2 of the 4-disk VG, both copies corrupt (copies 3-4 missing)."""
+    require_tool(str(qemu.OVMF))
+    luns = vg4["fabric"].luns
+    drives = [_disk1_alone_drive(vg4, "disk1-corrupt-pair.img"),
+              qemu.Drive(str(_corrupt_copy1(vg4, vg4["dir"] / "disk2-corrupt-pair.img", 1)),
+                         serial=luns[1].serial, bootindex=2, readonly=True)]
+    r = _uefi_boot_or_menu(drives, vg4["dir"] / "uefi-two-bad.log")
+    return r | {"disk1": luns[0].wwn, "disk2": luns[1].wwn}
+
+
+def test_uefi_no_good_copy_hands_over_to_the_next_disk(uefi_handover):
+    """Disk 1's GRUB finds no good copy, finds its own ESP by its FAT volume ID as (hd0,gpt2) and
+    chainloads the loader on (hd1,gpt2): disk 2's GRUB boots disk 2's copy, without going back to
+    the firmware in between."""
+    r = uefi_handover
+    text, d1, d2 = r["text"], r["disk1"], r["disk2"]
+    nogood = _assert_disk1_found_no_good_copy(text, d1)
+    hand = "sanbos: no good boot copy on this disk's list; handing over to the loader on (hd1,gpt2)"
+    assert text.find(hand) >= nogood, f"no handover to (hd1,gpt2):\n{text[nogood - 200:nogood + 2000]}"
+    assert "this disk's ESP (FAT volume ID" not in text   # disk 1's GRUB found its own ESP
+    assert "not a valid root device" not in text and "cannot load the loader" not in text
+    second = text.find(f"GRUB on disk {d2} (x86_64-efi)", nogood)
+    assert second > nogood, f"disk 2's GRUB did not run after the handover:\n{text[nogood:nogood + 2000]}"
+    assert _FIRMWARE_AGAIN.search(text, nogood) is None   # no firmware boot option between the two
+    assert f"sanbos: booting copy 1 from disk {d2}" in text[second:]
+    m = bootimage.BANNER_RE.search(text, second)
+    assert m and m.group(1) == d2, f"no banner of disk 2 after the handover:\n{text[second:second + 2000]}"
+    assert text.count(f"GRUB on disk {d1} (x86_64-efi)") == 1   # disk 1's GRUB ran once: no loop
+
+
+def test_uefi_no_good_copy_no_later_disk_grub_exits_to_the_firmware(uefi_no_later_disk):
+    """Disk 1 alone: no later disk's loader to hand over to, so GRUB says so and runs 'exit' (a
+    known command: minicmd built in); GRUB 2.06's exit returns EFI_SUCCESS and OVMF (edk2 2022.11)
+    starts its boot manager menu (UiApp)."""
+    r = uefi_no_later_disk
+    text, d1 = r["text"], r["disk1"]
+    nogood = _assert_disk1_found_no_good_copy(text, d1)
+    assert "this disk's ESP (FAT volume ID" not in text   # its own ESP was found ...
+    assert "handing over" not in text                     # ... and nothing after it
+    assert ("sanbos: no good boot copy on this disk's list and no later disk's loader; returning to the "
+            "firmware") in text[nogood:]
+    assert "grub>" not in text[nogood:]
     back = _FIRMWARE_AGAIN.search(text, nogood)
     assert back, f"GRUB's exit did not return to the firmware:\n{text[nogood:nogood + 2000]}"
+    assert back.group(1) == "UiApp"
+    assert not bootimage.BANNER_RE.search(text)
+    assert text.count(f"GRUB on disk {d1} (x86_64-efi)") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "GRUB 2.06's exit returns EFI_SUCCESS; by UEFI 3.1.1 a firmware with a boot manager menu may then "
-    "show it instead of the next Boot####, and OVMF (edk2 2022.11) starts UiApp: no failover to disk 2"))
-def test_uefi_no_good_copy_firmware_boots_the_next_disk(uefi_no_good_copy):
-    r = uefi_no_good_copy
-    text = r["text"]
-    nogood = text.find("sanbos: no good boot copy on any disk")
-    assert nogood > 0
-    back = _FIRMWARE_AGAIN.search(text, nogood)
-    assert back and back.group(1) != "UiApp", (
-        f"after GRUB's exit the firmware started {back.group(1) if back else 'nothing'!r}, not disk 2")
-    m = bootimage.BANNER_RE.search(text, nogood)
-    assert m and m.group(1) == r["disk2"]
-    assert text.find(f"GRUB on disk {r['disk2']}", nogood) > nogood
+def test_uefi_handover_chain_ends(uefi_two_without_good_copy):
+    """Disk 1's GRUB hands over to disk 2's; disk 2's finds no good copy either and no disk after
+    its own, so it exits back into disk 1's GRUB, which returns to the firmware: each GRUB ran once
+    (no handover back to an earlier disk)."""
+    r = uefi_two_without_good_copy
+    text, d1, d2 = r["text"], r["disk1"], r["disk2"]
+    nogood = _assert_disk1_found_no_good_copy(text, d1, missing=(3, 4))
+    assert f"copy 2 on disk {d2} is corrupt" in text[:nogood]
+    assert text.find("handing over to the loader on (hd1,gpt2)") >= nogood
+    second = text.find(f"GRUB on disk {d2} (x86_64-efi)", nogood)
+    assert second > nogood, f"disk 2's GRUB did not run after the handover:\n{text[nogood:nogood + 2000]}"
+    assert f"copy 1 on disk {d2} is corrupt" in text[second:]   # its own copy (its list's first)
+    assert f"copy 2 on disk {d1} is corrupt" in text[second:]
+    end2 = text.find("no later disk's loader; returning to the firmware", second)
+    assert end2 > second, f"disk 2's GRUB did not give up:\n{text[second:second + 2000]}"
+    back = text.find("sanbos: the loader on (hd1,gpt2) returned; returning to the firmware", end2)
+    assert back > end2, f"disk 1's GRUB did not get control back:\n{text[end2:end2 + 2000]}"
+    assert text.count(f"GRUB on disk {d1} (x86_64-efi)") == 1
+    assert text.count(f"GRUB on disk {d2} (x86_64-efi)") == 1
+    assert "handing over to the loader on (hd0,gpt2)" not in text
+    assert not bootimage.BANNER_RE.search(text)
+    fw = _FIRMWARE_AGAIN.search(text, back)
+    assert fw, f"GRUB's exit did not return to the firmware:\n{text[back:back + 2000]}"
 
 
 def test_every_config_command_is_in_the_image(tmp_path, monkeypatch):
@@ -204,6 +283,15 @@ def test_every_config_command_is_in_the_image(tmp_path, monkeypatch):
         assert grub.missing_commands(grub.EARLY_CFG + cfg, platform, mods) == {}
         used = set(grub.commands(cfg))
         assert {"serial", "[", "hashsum", "linux", "initrd", "boot", "echo"} <= used
+    for platform in grub.PLATFORMS:   # with the UEFI handover (BIOS ignores it)
+        cfg = grub.config(copies, "console=ttyS0", platform=platform, esp_id=grub.volume_id("naa.1"))
+        mods = grub.COMMON_MODULES + grub.PLATFORM_MODULES[platform]
+        assert grub.missing_commands(grub.EARLY_CFG + cfg, platform, mods) == {}
+    ho_cfg = grub.config(copies, "console=ttyS0", platform="x86_64-efi", esp_id=grub.volume_id("naa.1"))
+    assert {"probe", "chainloader", "boot", "exit"} <= set(grub.commands(ho_cfg))
+    ho_mods = grub.COMMON_MODULES + grub.PLATFORM_MODULES["x86_64-efi"]
+    assert grub.missing_commands(ho_cfg, "x86_64-efi", [m for m in ho_mods if m not in ("chain", "probe")]) == {
+        "probe": "probe", "chainloader": "chain"}
     efi_cfg = grub.config(copies, "console=ttyS0", platform="x86_64-efi")
     assert "exit" in grub.commands(efi_cfg) and "sleep" in grub.commands(efi_cfg)
     without = [m for m in grub.COMMON_MODULES + grub.PLATFORM_MODULES["x86_64-efi"] if m != "minicmd"]

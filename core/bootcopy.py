@@ -601,7 +601,8 @@ def verify(vg_name: str, disks: Sequence[DiskRef], *, progress: Progress | None 
                 c.grub_bios, c.grub_uefi = _grub_state(vgo.info.pvs[pv].ref, dev)
                 if not (c.grub_bios and c.grub_uefi):
                     missing = [w for w, ok in (("BIOS", c.grub_bios), ("UEFI", c.grub_uefi)) if not ok]
-                    c.detail += f"; GRUB for {' and '.join(missing)} not installed"
+                    c.detail += (f"; GRUB for {' and '.join(missing)} not installed or not made for this disk "
+                                 "('sanbos bootcopy repair' installs it)")
                     if c.status == "ok":
                         c.status = "bad"
     p("verified", 1.0)

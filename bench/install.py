@@ -72,6 +72,7 @@ def bench_install(work: Path, size_mb: int, runs: int = 5) -> None:
     ti, th = [], []
     for k in range(runs):
         target = f.luns[2 + k]
+        os.sync()      # neither step pays for the other's pending writes
         t_inst, res = timed(lambda: install.install("instvg", "bigbos", target.wwn, ["bench-opp4"],
                                                     fabric=f.root))
         root_size = res.plan.root_lv_size
@@ -85,6 +86,7 @@ def bench_install(work: Path, size_mb: int, runs: int = 5) -> None:
             with open(img, "wb") as fh:
                 fh.truncate(root_size)
             ext4.make(ext4.Target(img, 0, root_size), d, fstype="ext4")
+        os.sync()
         t_hand, _ = timed(by_hand)
         th.append(t_hand)
         shutil.rmtree(work / f"hand{k}")

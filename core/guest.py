@@ -43,6 +43,7 @@ from typing import Iterator, Sequence
 from . import debparts
 from .debparts import KernelParts
 from .errors import NotFoundError, SanbosError, ToolError
+from .initscript import busybox_init
 from .tools import run, which
 
 #: kernel modules the LVM guest loads (their dependencies come from modprobe)
@@ -82,14 +83,7 @@ backup {
 }
 """
 
-INIT = r"""#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /sys /dev /run/lock/lvm /tmp /mnt /usr/bin /usr/sbin /sbin
-/bin/busybox --install -s
-export PATH=/sbin:/usr/sbin:/bin:/usr/bin LVM_SUPPRESS_FD_WARNINGS=1
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/mapper
+INIT = busybox_init(r"""
 want=$(sed -n 's/.*sanbos\.disks=\([0-9]*\).*/\1/p' /proc/cmdline)
 while read -r m; do
     insmod "$m" >/dev/null 2>&1 || echo "sanbos-guest: module $m did not load" >&2
@@ -107,7 +101,7 @@ echo "@@SANBOS-GUEST-RC=$rc@@" >&3
 exec 3>&-
 sync
 poweroff -f
-"""
+""", dirs=["/mnt"])
 
 
 class GuestError(SanbosError):
@@ -511,16 +505,9 @@ MAINTENANCE_DATA = ("/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi", "/etc/m
 _STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
                 "config-3.11-x86_64-linux-gnu", "dist-packages", "site-packages", "venv", "distutils"}
 
-MAINTENANCE_INIT = r"""#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /sys /dev /run/lock/lvm /tmp /mnt /root /var/tmp
-/bin/busybox --install -s
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
-export LVM_SUPPRESS_FD_WARNINGS=1 PYTHONDONTWRITEBYTECODE=1 SANBOS_CACHE=/var/cache/sanbos
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
+MAINTENANCE_INIT = busybox_init(r"""
 mount -t tmpfs tmpfs /run
-mkdir -p /run/lock/lvm /dev/mapper /dev/pts
+mkdir -p /run/lock/lvm /dev/pts
 mount -t devpts devpts /dev/pts
 while read -r m; do insmod "$m" >/dev/null 2>&1; done < /etc/sanbos/modules
 want=$(sed -n 's/.*sanbos\.disks=\([0-9]*\).*/\1/p' /proc/cmdline)
@@ -567,7 +554,8 @@ shell)
 esac
 sync
 poweroff -f
-"""
+""", dirs=["/mnt", "/root", "/var/tmp"], path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    env="HOME=/root PYTHONDONTWRITEBYTECODE=1 SANBOS_CACHE=/var/cache/sanbos")
 
 
 def _runtime_distributions(root_dist: str = "sanbos") -> list:

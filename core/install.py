@@ -58,6 +58,7 @@ from . import ext4
 from .checksum import sha256_bytes, sha256_file
 from .errors import (DiskError, FormatError, LVMError, NotFoundError, SanbosError, SpaceError, ToolError,
                      UnsafeDiskError, UsageError)
+from .initscript import busybox_init
 from .tools import run
 from .units import MiB, align_up, human
 
@@ -412,16 +413,7 @@ ROOT_BINARIES = ("/usr/sbin/lvm",)
 KERNEL_PATH = "/boot/vmlinuz"
 INITRD_PATH = "/boot/initrd.img"
 
-ROOT_INIT = r"""#!/bin/busybox sh
-# sanbos bosboot initramfs: activate the root VG with real LVM2, mount the
-# root LV read-only and switch to the installed system's /sbin/init.
-/bin/busybox mkdir -p /proc /sys /dev /run/lock/lvm /tmp /newroot /usr/bin /usr/sbin /sbin
-/bin/busybox --install -s
-export PATH=/sbin:/usr/sbin:/bin:/usr/bin LVM_SUPPRESS_FD_WARNINGS=1
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/mapper
+ROOT_INIT = busybox_init(r"""
 vg=rootvg; lv=rootlv; vguuid=
 for w in $(cat /proc/cmdline); do
     case "$w" in
@@ -458,7 +450,8 @@ for m in dev proc sys; do
     mount --move /$m /newroot/$m 2>/dev/null || umount /$m 2>/dev/null
 done
 exec switch_root /newroot /sbin/init
-"""
+""", dirs=["/newroot"], comment="sanbos bosboot initramfs: activate the root VG with real LVM2, mount the\n"
+                                "root LV read-only and switch to the installed system's /sbin/init.")
 
 
 def _pack_cpio(src: Path, out_fh) -> None:

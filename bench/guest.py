@@ -96,7 +96,7 @@ def maintenance(k, tmp: Path, kvm: bool) -> None:
     drives = [qemu.Drive(str(l.path), serial=l.serial, readonly=True, bootindex=1 if i == 2 else None)
               for i, l in enumerate(f.luns)]
     marker = tmp / "unused.log"
-    argv = qemu.command(drives, marker, qemu.Options(memory=1536, kvm=kvm))
+    argv = qemu.command(drives, marker, qemu.Options(memory=1536, kvm=kvm, cpus=guest.MAINTENANCE_CPUS))
     argv[argv.index(f"file:{marker}")] = "stdio"
     s = _first_screen(argv, want)
     print(f"maintenance image, QEMU start to sanbos console's first screen, SeaBIOS + GRUB (hashsum of the "

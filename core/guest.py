@@ -368,7 +368,8 @@ def _as_disks(disks: Sequence[GuestDisk | str | os.PathLike[str]]) -> list[Guest
 
 
 def qemu_argv(kparts: KernelParts, initrd: Path, disks: Sequence[GuestDisk], console: Path,
-              report: Path | None, *, memory: int = 512, kvm: bool = False, append: str = "") -> list[str]:
+              report: Path | None, *, memory: int = 512, kvm: bool = False, append: str = "",
+              cpus: int = 1) -> list[str]:
     """The QEMU command line (core.qemu) for a direct kernel boot of the guest."""
     from . import qemu
 
@@ -376,7 +377,7 @@ def qemu_argv(kparts: KernelParts, initrd: Path, disks: Sequence[GuestDisk], con
                          bus=d.bus) for d in disks]
     extra = ["-serial", f"file:{report}"] if report is not None else []
     cmdline = f"console=ttyS0 quiet loglevel=3 panic=-1 sanbos.disks={len(disks)} {append}".strip()
-    opts = qemu.Options(kvm=kvm, memory=memory, kernel=str(kparts.vmlinuz), initrd=str(initrd),
+    opts = qemu.Options(kvm=kvm, memory=memory, cpus=cpus, kernel=str(kparts.vmlinuz), initrd=str(initrd),
                         append=cmdline, extra=extra)
     argv = qemu.command(drives, console, opts)
     argv[0] = which(argv[0])
@@ -827,12 +828,18 @@ def build_maintenance_initrd(kparts: KernelParts, out: str | os.PathLike[str], *
     return out
 
 
+#: vCPUs of a maintenance machine: the consoles on the serial line and on tty1 start
+#: side by side (bench/guest.py, TCG, SeaBIOS + GRUB to the first screen: ~33 s with
+#: one vCPU, ~25 s with two)
+MAINTENANCE_CPUS = 2
+
+
 def console_argv(kparts: KernelParts, initrd: Path, disks: Sequence[GuestDisk], *, rows: int = 30,
-                 cols: int = 100, memory: int = 1536, kvm: bool = False) -> list[str]:
+                 cols: int = 100, memory: int = 1536, kvm: bool = False, cpus: int = MAINTENANCE_CPUS) -> list[str]:
     """QEMU command line for the maintenance image in console mode, its serial
     console on QEMU's standard input/output (for a terminal, pexpect or tmux)."""
     marker = Path("/nonexistent/sanbos-console-marker")
-    argv = qemu_argv(kparts, initrd, list(disks), marker, None, memory=memory, kvm=kvm,
+    argv = qemu_argv(kparts, initrd, list(disks), marker, None, memory=memory, kvm=kvm, cpus=cpus,
                      append=f"sanbos.mode=console sanbos.rows={rows} sanbos.cols={cols}")
     argv[argv.index(f"file:{marker}")] = "stdio"
     return argv

@@ -304,7 +304,7 @@ def _firmware_console_argv(f, boot_disk: int, work: Path) -> list[str]:
     drives = [qemu.Drive(str(l.path), serial=l.serial, readonly=(i < 4),
                          bootindex=1 if i == boot_disk else None) for i, l in enumerate(f.luns)]
     marker = work / "unused-serial.log"
-    argv = qemu.command(drives, marker, qemu.Options(memory=1536))
+    argv = qemu.command(drives, marker, qemu.Options(memory=1536, cpus=guest.MAINTENANCE_CPUS))
     argv[argv.index(f"file:{marker}")] = "stdio"
     return argv
 
@@ -422,7 +422,7 @@ def test_maintenance_console_on_tty1_and_serial(kparts, maint_demo, tmp_path, sc
     wwns = [f"naa.5000c500a1b2c3{i:02x}" for i in range(len(f.luns))]
     drives = [qemu.Drive(str(l.path), serial=l.serial, readonly=(i < 4), bus="scsi", wwn=w,
                          bootindex=1 if i == 0 else None) for i, (l, w) in enumerate(zip(f.luns, wwns))]
-    argv = qemu.command(drives, serial_log, qemu.Options(memory=1536))
+    argv = qemu.command(drives, serial_log, qemu.Options(memory=1536, cpus=guest.MAINTENANCE_CPUS))
     argv[argv.index("-display") + 1] = "curses"
     tmux = start(argv)
     shots = tmp_path / "tty1.txt"

@@ -281,3 +281,28 @@ class DiskRef:
 
     def open(self, *, writable: bool = False, lock: str | None = None) -> Disk:
         return Disk(self.path, writable=writable, lock=lock, name=self.id)
+
+
+def data_extents(fd: int, offset: int, length: int) -> list[tuple[int, int]]:
+    """The parts of bytes ``[offset, offset+length)`` of an open file that may hold data,
+    as (start, end) relative to ``offset`` (``SEEK_DATA``/``SEEK_HOLE``); the whole
+    range where that cannot be asked (block devices, file systems without it)."""
+    out = []
+    pos = 0
+    while pos < length:
+        try:
+            d = os.lseek(fd, offset + pos, os.SEEK_DATA) - offset
+        except OSError as e:
+            if e.errno == errno.ENXIO:      # no data after pos
+                break
+            return [(0, length)]
+        if d >= length:
+            break
+        d = max(d, pos)
+        try:
+            h = min(os.lseek(fd, offset + d, os.SEEK_HOLE) - offset, length)
+        except OSError:
+            return [(0, length)]
+        out.append((d, h))
+        pos = h
+    return out

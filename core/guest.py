@@ -199,7 +199,8 @@ def _ldd(path: str) -> list[str]:
 
 
 def _pack_newc(src: Path, out_fh, compress: bool) -> None:
-    """``find . | busybox cpio -o -H newc`` (optionally gzip -9n) of ``src``."""
+    """``find . | busybox cpio -o -H newc`` (optionally gzip -9n) of ``src``.  Not ``core.cpio``:
+    busybox keeps each file's mtime, which the stdlib's timestamp-checked .pyc files need."""
     names = subprocess.run(["find", ".", "-mindepth", "1"], cwd=src, capture_output=True, check=True).stdout
     names = b"\n".join(sorted(names.split(b"\n"))).strip() + b"\n"
     res = run(["busybox", "cpio", "-o", "-H", "newc"], input=names, cwd=str(src), what="busybox cpio")

@@ -38,7 +38,7 @@ Every long function takes ``progress(message, fraction)``.
 
 from __future__ import annotations
 
-import errno
+import gzip
 import hashlib
 import json
 import os
@@ -54,8 +54,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from . import ext4
+from . import cpio, ext4
 from .checksum import sha256_bytes, sha256_file
+from .disk import data_extents
 from .errors import (DiskError, FormatError, LVMError, NotFoundError, SanbosError, SpaceError, ToolError,
                      UnsafeDiskError, UsageError)
 from .initscript import busybox_init
@@ -455,10 +456,8 @@ exec switch_root /newroot /sbin/init
 
 
 def _pack_cpio(src: Path, out_fh) -> None:
-    names = subprocess.run(["find", ".", "-mindepth", "1"], cwd=src, capture_output=True, check=True).stdout
-    names = b"\n".join(sorted(n for n in names.split(b"\n") if n)) + b"\n"
-    data = run(["busybox", "cpio", "-o", "-H", "newc"], input=names, cwd=str(src), what="busybox cpio").stdout
-    out_fh.write(run(["gzip", "-6n"], input=data, what="gzip").stdout)
+    """``src`` as a gzipped newc archive (``core.cpio``: the same tree gives the same bytes)."""
+    out_fh.write(gzip.compress(cpio.newc(src, mtime=0), compresslevel=6, mtime=0))
 
 
 def kernel_for(staging: Path | None = None, progress: Progress = _noprogress):
@@ -540,31 +539,6 @@ def _parts(disk_path: Path, disk_id: str) -> dict:
     return by
 
 
-def _data_runs(fd: int, start: int, length: int) -> list[tuple[int, int]]:
-    """The parts of ``[start, start+length)`` of an open file that may hold data
-    (``SEEK_DATA``/``SEEK_HOLE``); the whole range where that cannot be asked
-    (block devices, file systems without it)."""
-    end = start + length
-    runs: list[tuple[int, int]] = []
-    pos = start
-    try:
-        while pos < end:
-            try:
-                a = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError as e:
-                if e.errno == errno.ENXIO:   # no data after pos
-                    break
-                raise
-            if a >= end:
-                break
-            b = min(os.lseek(fd, a, os.SEEK_HOLE), end)
-            runs.append((a, b - a))
-            pos = b
-    except (OSError, AttributeError):
-        return [(start, length)]
-    return runs
-
-
 def _write_image(img: Path, d, offset: int) -> int:
     """Write the image file ``img`` at ``offset`` of the open Disk ``d`` (no fsync); returns its size.
 
@@ -577,9 +551,11 @@ def _write_image(img: Path, d, offset: int) -> int:
     with open(img, "rb") as f:
         fd = f.fileno()
         pos = 0
-        for a, n in _data_runs(fd, 0, size) + [(size, 0)]:
+        for a, b in data_extents(fd, 0, size) + [(size, size)]:
+            n = b - a
             if a > pos:   # a hole in the image: zero what the disk holds there
-                for da, dn in _data_runs(d.fd, offset + pos, a - pos):
+                for ds, de in data_extents(d.fd, offset + pos, a - pos):
+                    da, dn = offset + pos + ds, de - ds
                     done = 0
                     while done < dn:
                         m = min(chunk, dn - done)

@@ -83,6 +83,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from . import ext4
 from .checksum import sha256_file
+from .disk import data_extents
 from .errors import (FormatError, LVMError, NotFoundError, SanbosError, SpaceError, ToolError,
                      UsageError)
 from .tools import run
@@ -636,26 +637,6 @@ def _zero(fd: int, offset: int, length: int, regular: bool) -> None:
         pos += n
 
 
-def _data_extents(fd: int, offset: int, length: int) -> list[tuple[int, int]]:
-    """(start, end) data ranges relative to ``offset`` (whole range if SEEK_DATA is unsupported)."""
-    out = []
-    pos = 0
-    while pos < length:
-        try:
-            d = os.lseek(fd, offset + pos, os.SEEK_DATA) - offset
-        except OSError as e:
-            if e.errno == errno.ENXIO:
-                break
-            return [(0, length)]
-        if d >= length:
-            break
-        d = max(d, pos)
-        h = min(os.lseek(fd, offset + d, os.SEEK_HOLE) - offset, length)
-        out.append((d, h))
-        pos = h
-    return out
-
-
 def _kcopy(sfd: int, dfd: int, n: int, src_off: int, dst_off: int) -> int:
     """Copy inside the kernel: copy_file_range (same file system), else sendfile, else read/write."""
     try:
@@ -678,7 +659,7 @@ def copy_range(src: Path, src_off: int, dst: Path, dst_off: int, length: int,
     try:
         regular = os.path.isfile(dst)
         pos = 0
-        for start, end in _data_extents(sfd, src_off, length):
+        for start, end in data_extents(sfd, src_off, length):
             _zero(dfd, dst_off + pos, start - pos, regular)
             cur = start
             while cur < end:
@@ -707,7 +688,7 @@ def _changed_blocks(a: Path, a_off: int, b: Path, b_off: int, length: int,
     bfd = os.open(b, os.O_RDONLY | os.O_CLOEXEC)
     chunk = 4 * MiB
     try:
-        for start, end in _data_extents(afd, a_off, length):
+        for start, end in data_extents(afd, a_off, length):
             start -= start % BLOCK
             pos = start
             while pos < end:
@@ -759,7 +740,7 @@ def _differing(src: Path, legs: Sequence["Leg"], length: int, src_off: int = 0) 
     fds = [os.open(l.path, os.O_RDONLY | os.O_CLOEXEC) for l in legs]
     bad: set[int] = set()
     try:
-        for start, end in _data_extents(sfd, src_off, length):
+        for start, end in data_extents(sfd, src_off, length):
             pos = start
             while pos < end:
                 n = min(4 * MiB, end - pos)
@@ -780,7 +761,7 @@ def _same_as(src: Path, src_off: int, dst: Path, dst_off: int, length: int) -> b
     sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     dfd = os.open(dst, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        for start, end in _data_extents(sfd, src_off, length):
+        for start, end in data_extents(sfd, src_off, length):
             pos = start
             while pos < end:
                 n = min(4 * MiB, end - pos)
